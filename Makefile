@@ -1,0 +1,34 @@
+# Two entry points, each doing its own set-up on a fresh machine:
+#   make run    the main job on the embedded default
+#   make test   the test suite
+# Everything installs into .venv; nothing outside the repository is touched.
+
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU machine needs only the CPU build of torch (about 200 MB instead of several GB).
+# This pin is found locally where a wheel directory provides it; elsewhere pass
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu, or TORCH_SPEC= to keep the torch you have.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_SPEC),$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)),)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m inpo.game
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) results outputs multirun
