@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,3 +25,8 @@ def load_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose conf/<config_name>.yaml with Hydra overrides, outside of an app (tests, notebooks)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose(config_name=config_name, overrides=list(overrides))
+
+
+def stage_seed(seed: int, stage: str, iteration: int = 0) -> int:
+    """A seed for one stage of one iteration, derived from the configured seed (stable across runs)."""
+    return zlib.crc32(f"{seed}/{stage}/{iteration}".encode()) & 0x7FFFFFFF

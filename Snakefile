@@ -1,0 +1,33 @@
+# INPO workflow: SFT, then per iteration sample -> annotate -> logps -> train -> evaluate; report.
+#   snakemake --cores all                      the embedded default (conf/workflow.yaml)
+#   snakemake --cores all --config eta=0.1     any key of conf/workflow.yaml for one run
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: "conf/workflow.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/sft.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/annotate.smk"
+include: "workflow/rules/logps.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        rules.report.output,
+    default_target: True
+
+
+onsuccess:
+    print(f"\nINPO workflow done. Report: {REPORT_DIR}/report.md (table: report.csv, plots: *.png)")

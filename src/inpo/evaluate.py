@@ -1,0 +1,88 @@
+"""Stage ``evaluate``: the policy answers the held-out prompts, the judge compares each answer
+with the baseline's answer to the same prompt, and ``metrics.json`` records:
+
+- ``win_rate``: mean over prompts x of w_x = mean_i P(a_{x,i} > b_{x,i}) (the judge's
+  order-averaged probability, as AlpacaEval's weighted win rate), and ``standard_error``
+  = std_x(w_x) / sqrt(n) (prompts are the independent units);
+- ``mean_length``: response length in tokens;
+- for judges that see responses through enumerable features (the synthetic oracle):
+  the feature distribution of the policy and its ``duality_gap`` in the unregularized game,
+  2 max_f (M pi)(f) - 1, where M is the judge's preference matrix over features.
+
+    python -m inpo.evaluate policy=results/iter1/policy prompts=results/prompts/eval.jsonl \
+        baseline=results/eval/baseline.jsonl output_dir=results/eval/iter1
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from .config import hydra_app, stage_seed
+from .game import duality_gap
+from .judges import make_judge
+from .records import PROMPT, SAMPLE, read_jsonl, write_json, write_jsonl
+from .sampling import make_sampler
+from .task import describe_distribution
+
+
+def win_rate(per_prompt: Sequence[float]) -> tuple[float, float]:
+    """(mean, standard error of the mean) of the per-prompt win probabilities."""
+    w = np.asarray(per_prompt, dtype=float)
+    if w.size < 2:
+        raise ValueError(f"a win rate with a standard error needs >= 2 prompts, got {w.size}")
+    return float(w.mean()), float(w.std(ddof=1) / math.sqrt(w.size))
+
+
+def feature_summary(judge, records: list[dict], answers: list[list[str]]) -> dict:
+    """Feature distribution and duality gap of the answers, for judges that expose their features."""
+    flat_records = [r for r, a in zip(records, answers) for _ in a]
+    flat_answers = [x for a in answers for x in a]
+    pi = judge.feature_distribution(flat_records, flat_answers)
+    return {"duality_gap": duality_gap(judge.preference_matrix(), pi), **describe_distribution(pi),
+            "feature_distribution": pi.tolist()}
+
+
+def run(cfg: DictConfig) -> dict:
+    if cfg.n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {cfg.n_samples}")
+    prompts = read_jsonl(cfg.prompts, PROMPT)
+    baseline = {r["id"]: r["responses"] for r in read_jsonl(cfg.baseline, SAMPLE)}
+    missing = [p["id"] for p in prompts if p["id"] not in baseline]
+    if missing:
+        raise ValueError(f"{cfg.baseline}: no baseline answers for {len(missing)} prompts (first: {missing[0]!r})")
+    judge = make_judge(**OmegaConf.to_container(cfg.judge, resolve=True))
+    sampler = make_sampler(cfg.policy, OmegaConf.to_container(cfg.sampler, resolve=True))
+    answers = sampler.generate([p["prompt"] for p in prompts], cfg.n_samples,
+                               seed=stage_seed(cfg.seed, "evaluate", cfg.iteration), desc="evaluate")
+
+    per_prompt = []
+    for prompt, mine in zip(prompts, answers):
+        theirs = baseline[prompt["id"]]
+        per_prompt.append(float(np.mean([judge.compare(prompt, a, theirs[i % len(theirs)]) for i, a in enumerate(mine)])))
+    mean, se = win_rate(per_prompt)
+    lengths = [len(sampler.tokenizer(a, add_special_tokens=False)["input_ids"]) for mine in answers for a in mine]
+    metrics = {
+        "iteration": cfg.iteration, "win_rate": mean, "standard_error": se, "n_prompts": len(prompts),
+        "n_samples": cfg.n_samples, "mean_length": float(np.mean(lengths)), "judge": cfg.judge.kind,
+        "judge_calls": judge.n_calls,
+    }
+    if hasattr(judge, "feature_distribution"):
+        metrics.update(feature_summary(judge, prompts, answers))
+    out = Path(cfg.output_dir)
+    write_jsonl(out / "answers.jsonl", [{**p, "responses": a} for p, a in zip(prompts, answers)])
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+@hydra_app("evaluate")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

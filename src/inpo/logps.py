@@ -1,0 +1,80 @@
+"""Stage ``logps``: summed log-probs of chosen and rejected under pi_ref and pi_t, stored with
+each pair so that training never runs the frozen models.
+
+One batched, no-grad pass per model over the data (one pass in all when pi_t is pi_ref).
+
+    python -m inpo.logps pairs=results/iter1/pairs.jsonl ref_policy=results/sft/model \
+        policy=results/sft/model output=results/iter1/scored_pairs.jsonl
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from .config import hydra_app
+from .logprobs import pad_sequences, sequence_logps
+from .modeling import default_device, load_policy, prompt_ids, response_ids
+from .records import PAIR, read_jsonl, write_jsonl
+
+
+def encode_pairs(tokenizer, pairs: list[dict]) -> list[dict]:
+    """Token ids of prompt + chosen and prompt + rejected for each pair (chosen first)."""
+    sequences = []
+    for pair in pairs:
+        p = prompt_ids(tokenizer, pair["prompt"])
+        for side in ("chosen", "rejected"):
+            sequences.append({"ids": p + response_ids(tokenizer, pair[side]), "response_start": len(p)})
+    return sequences
+
+
+@torch.no_grad()
+def score_sequences(model, sequences: list[dict], pad_id: int, batch_size: int, chunk_size: int, desc: str) -> list[float]:
+    """sequence_logps of every sequence, batched by similar length to waste little padding."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]["ids"]))
+    scores = [0.0] * len(sequences)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+        index = order[start : start + batch_size]
+        batch = pad_sequences([sequences[i]["ids"] for i in index], [sequences[i]["response_start"] for i in index], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        for i, value in zip(index, sequence_logps(model, **batch, chunk_size=chunk_size).tolist()):
+            scores[i] = value
+    return scores
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    if cfg.batch_size < 1 or cfg.chunk_size < 1:
+        raise ValueError(f"batch_size and chunk_size must be >= 1, got {cfg.batch_size}, {cfg.chunk_size}")
+    pairs = read_jsonl(cfg.pairs, PAIR)
+    device = default_device()
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    same = os.path.realpath(str(cfg.policy)) == os.path.realpath(str(cfg.ref_policy))
+    scores = {}
+    for role, path in [("ref", cfg.ref_policy)] + ([] if same else [("prev", cfg.policy)]):
+        model, tokenizer = load_policy(path, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
+        model.eval()
+        sequences = encode_pairs(tokenizer, pairs)
+        scores[role] = score_sequences(model, sequences, tokenizer.pad_token_id, cfg.batch_size, cfg.chunk_size, f"logps {role}")
+        del model
+    scores.setdefault("prev", scores["ref"])
+    records = [
+        {**pair,
+         "ref_chosen_logp": scores["ref"][2 * i], "ref_rejected_logp": scores["ref"][2 * i + 1],
+         "prev_chosen_logp": scores["prev"][2 * i], "prev_rejected_logp": scores["prev"][2 * i + 1]}
+        for i, pair in enumerate(pairs)
+    ]
+    write_jsonl(cfg.output, records)
+    return records
+
+
+@hydra_app("logps")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

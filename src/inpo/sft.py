@@ -1,0 +1,79 @@
+"""Stage ``sft``: build the embedded default's tokenizer and tiny Llama from a config and train
+it on generated demonstrations of mixed quality; the result is pi_ref = pi_1.
+
+    python -m inpo.sft output=results/sft/model work_dir=results/sft
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .config import hydra_app, stage_seed
+from .logprobs import pad_sequences, sequence_logps
+from .modeling import build_llama, build_word_tokenizer, prompt_ids, response_ids
+from .records import write_json
+from .task import VOCABULARY, TaskConfig, make_demonstration, make_prompts
+from .training import OptimSettings, fit
+
+
+def task_config(cfg: DictConfig) -> TaskConfig:
+    fields = OmegaConf.to_container(cfg.task, resolve=True)
+    fields.pop("name", None)
+    return TaskConfig(**fields)
+
+
+def encode_examples(tokenizer, prompts: list[str], responses: list[str]) -> list[dict]:
+    """Token ids of each (prompt, response), with where the response starts."""
+    examples = []
+    for prompt, response in zip(prompts, responses):
+        p = prompt_ids(tokenizer, prompt)
+        examples.append({"ids": p + response_ids(tokenizer, response), "response_start": len(p)})
+    return examples
+
+
+def sft_loss(pad_id: int):
+    """Mean negative log-likelihood per response token: -sum_i logp(y_i | x_i) / sum_i |y_i|."""
+
+    def collate(examples: list[dict]) -> dict:
+        return pad_sequences([e["ids"] for e in examples], [e["response_start"] for e in examples], pad_id)
+
+    def loss_fn(model, batch):
+        n_tokens = batch["response_mask"][:, 1:].sum()
+        loss = -sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"]).sum() / n_tokens
+        return loss, {"tokens": float(n_tokens)}
+
+    return collate, loss_fn
+
+
+def run(cfg: DictConfig) -> dict:
+    task = task_config(cfg)
+    settings = OptimSettings(**cfg.optim)
+    if cfg.n_demonstrations < 1:
+        raise ValueError(f"n_demonstrations must be >= 1, got {cfg.n_demonstrations}")
+    seed = stage_seed(cfg.seed, "sft")
+    tokenizer = build_word_tokenizer(VOCABULARY)
+    model = build_llama(tokenizer, OmegaConf.to_container(cfg.model.architecture), seed)
+
+    prompts = make_prompts(cfg.n_demonstrations, seed, split="sft", min_items=task.min_items, max_items=task.max_items)
+    rng = np.random.default_rng(seed)
+    demos = [make_demonstration(p["items"], rng, task.p_correct, task.style_probs, task.verbosity_probs) for p in prompts]
+    collate, loss_fn = sft_loss(tokenizer.pad_token_id)
+    examples = encode_examples(tokenizer, [p["prompt"] for p in prompts], demos)
+
+    summary = fit(model, examples, collate, loss_fn, settings, seed=seed, work_dir=cfg.work_dir,
+                  output=cfg.output, tokenizer=tokenizer, description="sft")
+    write_json(Path(cfg.work_dir) / "sft_summary.json", summary)
+    return summary
+
+
+@hydra_app("sft")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

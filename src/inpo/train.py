@@ -1,0 +1,98 @@
+"""Stage ``train``: minimize the preference loss (INPO by default; DPO or IPO as baselines)
+over the scored pairs, starting from pi_t, and save pi_{t+1}.
+
+    python -m inpo.train pairs=results/iter1/scored_pairs.jsonl policy=results/sft/model \
+        output=results/iter1/policy work_dir=results/iter1/train algo.eta=0.05 algo.tau=0.0167
+
+Runs on a CPU, a GPU (bf16) or many (``accelerate launch -m inpo.train ...``); a killed job
+resumes from ``work_dir/checkpoint``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from .config import hydra_app, stage_seed
+from .logprobs import pad_sequences, sequence_logps
+from .losses import check_inpo_settings, dpo_loss, inpo_loss, ipo_loss
+from .modeling import load_policy, prompt_ids, response_ids
+from .records import SCORED_PAIR, read_jsonl, write_json
+from .training import OptimSettings, fit
+
+LOSSES = ("inpo", "dpo", "ipo")
+
+
+def check_algo(algo: DictConfig) -> None:
+    """Reject bad algorithm settings before any work, naming the setting."""
+    if algo.loss not in LOSSES:
+        raise ValueError(f"algo.loss must be one of {LOSSES}, got {algo.loss!r}")
+    if algo.loss == "inpo":
+        try:
+            check_inpo_settings(algo.eta, algo.tau)
+        except ValueError as err:
+            raise ValueError(f"algo: {err}") from None
+    elif not algo.beta > 0:
+        raise ValueError(f"algo.beta must be > 0, got {algo.beta}")
+
+
+def encode_scored_pairs(tokenizer, pairs: list[dict]) -> list[dict]:
+    examples = []
+    for pair in pairs:
+        p = prompt_ids(tokenizer, pair["prompt"])
+        examples.append({
+            "chosen": p + response_ids(tokenizer, pair["chosen"]),
+            "rejected": p + response_ids(tokenizer, pair["rejected"]),
+            "response_start": len(p),
+            "logps": [pair["ref_chosen_logp"], pair["ref_rejected_logp"], pair["prev_chosen_logp"], pair["prev_rejected_logp"]],
+        })
+    return examples
+
+
+def preference_objective(algo: DictConfig, pad_id: int):
+    """(collate, loss_fn) for one concatenated forward over chosen + rejected (2B sequences)."""
+
+    def collate(examples: list[dict]) -> dict:
+        batch = pad_sequences([e["chosen"] for e in examples] + [e["rejected"] for e in examples],
+                              [e["response_start"] for e in examples] * 2, pad_id)
+        batch["logps"] = torch.tensor([e["logps"] for e in examples], dtype=torch.float32)
+        return batch
+
+    def loss_fn(model, batch):
+        logps = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+        chosen, rejected = logps.chunk(2)
+        ref_c, ref_r, prev_c, prev_r = batch["logps"].unbind(-1)
+        if algo.loss == "inpo":
+            losses = inpo_loss(chosen, rejected, ref_c, ref_r, prev_c, prev_r, eta=algo.eta, tau=algo.tau)
+        else:
+            # The iterative baselines regularize towards the current iterate pi_t.
+            losses = (dpo_loss if algo.loss == "dpo" else ipo_loss)(chosen, rejected, prev_c, prev_r, beta=algo.beta)
+        margin = ((chosen - prev_c) - (rejected - prev_r)).detach()
+        return losses.mean(), {"logratio_margin": margin.mean().item(), "accuracy": (margin > 0).float().mean().item()}
+
+    return collate, loss_fn
+
+
+def run(cfg: DictConfig) -> dict:
+    check_algo(cfg.algo)
+    settings = OptimSettings(**cfg.optim)
+    pairs = read_jsonl(cfg.pairs, SCORED_PAIR)
+    model, tokenizer = load_policy(cfg.policy, dtype="float32", trust_remote_code=cfg.trust_remote_code)
+    collate, loss_fn = preference_objective(cfg.algo, tokenizer.pad_token_id)
+    summary = fit(model, encode_scored_pairs(tokenizer, pairs), collate, loss_fn, settings,
+                  seed=stage_seed(cfg.seed, "train", cfg.iteration), work_dir=cfg.work_dir,
+                  output=cfg.output, tokenizer=tokenizer, description=f"train iter {cfg.iteration}")
+    summary["pairs"] = len(pairs)
+    write_json(Path(cfg.work_dir) / "train_summary.json", summary)
+    return summary
+
+
+@hydra_app("train")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

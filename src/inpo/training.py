@@ -1,0 +1,216 @@
+"""The training loop shared by SFT and preference optimization, built on accelerate.
+
+The same code runs on a CPU, one GPU (bf16) or many (``accelerate launch``). AdamW with a
+cosine schedule and linear warm-up, gradient accumulation and clipping, epochs, a progress
+bar, a metrics log (JSON Lines, and TensorBoard when it is installed), and checkpoints at
+optimizer-step boundaries so that a killed job resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from .modeling import save_policy
+
+LossFn = Callable[[torch.nn.Module, Mapping[str, Any]], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class OptimSettings:
+    """How to train; one field per knob of ``optim`` in the stage configs."""
+
+    learning_rate: float
+    epochs: int = 1
+    batch_size: int = 8  # per device, per micro-batch
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, else full precision
+    checkpoint_every: int = 50  # optimizer steps between checkpoints
+    log_every: int = 10  # optimizer steps between log lines
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"optim.mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+
+    def resolved_precision(self) -> str:
+        if self.mixed_precision != "auto":
+            return self.mixed_precision
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation of the dataset that depends only on (seed, epoch), so a resumed run sees
+    the same batches as an uninterrupted one."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def _save_checkpoint(accelerator: Accelerator, path: Path, progress: dict) -> None:
+    """Replace the checkpoint at ``path`` only once the new one is complete."""
+    tmp = path.with_name(path.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / "progress.json").write_text(json.dumps(progress))
+        old = path.with_name(path.name + ".old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old.exists():
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def _trim_log(log_path: Path, last_step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    if log_path.exists():
+        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
+        log_path.write_text("".join(line + "\n" for line in kept))
+
+
+def fit(
+    model: torch.nn.Module,
+    examples: Sequence[Any],
+    collate: Callable[[list], Mapping[str, Any]],
+    loss_fn: LossFn,
+    settings: OptimSettings,
+    *,
+    seed: int,
+    work_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    tokenizer,
+    description: str = "train",
+) -> dict:
+    """Minimize ``loss_fn`` over ``examples``, save the model with ``tokenizer`` as a Hugging Face
+    folder at ``output``, and return a summary.
+
+    ``work_dir`` holds ``checkpoint/`` (resumed from when present) and ``train_log.jsonl``.
+    A non-finite loss stops training with NonFiniteLossError and leaves the last good checkpoint.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir, log_path = work_dir / "checkpoint", work_dir / "train_log.jsonl"
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    accelerator = Accelerator(
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        mixed_precision=settings.resolved_precision(),
+        log_with="tensorboard" if tensorboard else None,
+        project_dir=str(work_dir),
+    )
+    if tensorboard:
+        accelerator.init_trackers(description)
+
+    sampler = EpochShuffle(len(examples), seed)
+    loader = DataLoader(list(examples), batch_size=settings.batch_size, sampler=sampler, collate_fn=collate)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.learning_rate,
+    )
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = math.ceil(len(loader) / settings.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * settings.epochs
+    # Stepped by hand once per optimizer step, so its length is in optimizer steps on any
+    # number of processes.
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(settings.warmup_ratio * total_steps), total_steps)
+    accelerator.register_for_checkpointing(scheduler)
+
+    progress = {"epoch": 0, "batches_done": 0, "step": 0}
+    resumed_from = None
+    if (checkpoint_dir / "progress.json").exists():
+        accelerator.load_state(str(checkpoint_dir))
+        progress = json.loads((checkpoint_dir / "progress.json").read_text())
+        resumed_from = progress["step"]
+        if accelerator.is_main_process:
+            _trim_log(log_path, resumed_from)
+            accelerator.print(f"[{description}] resuming from {checkpoint_dir} at optimizer step {resumed_from}")
+
+    bar = tqdm(total=total_steps, initial=progress["step"], desc=description, disable=not accelerator.is_local_main_process)
+    window: dict[str, list[float]] = {}
+    last: dict[str, float] = {}
+    model.train()
+    for epoch in range(progress["epoch"], settings.epochs):
+        sampler.set_epoch(epoch)
+        skip = progress["batches_done"] if epoch == progress["epoch"] else 0
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for index, batch in enumerate(batches, start=skip):
+            with accelerator.accumulate(model):
+                loss, metrics = loss_fn(model, batch)
+                if not torch.isfinite(loss.detach()).all():
+                    raise NonFiniteLossError(
+                        f"[{description}] non-finite loss ({loss.item()}) at epoch {epoch}, batch {index}; "
+                        f"training stopped, the last good checkpoint is {checkpoint_dir if checkpoint_dir.exists() else 'none yet'}"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and settings.max_grad_norm > 0:
+                    metrics["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
+                optimizer.step()
+                optimizer.zero_grad()
+            for key, value in {"loss": loss.item(), **metrics}.items():
+                window.setdefault(key, []).append(float(value))
+            end_of_epoch = index + 1 == len(loader)
+            if not (accelerator.sync_gradients or end_of_epoch):
+                continue
+            scheduler.step()
+            progress = {"epoch": epoch, "batches_done": index + 1, "step": progress["step"] + 1}
+            if end_of_epoch:
+                progress = {"epoch": epoch + 1, "batches_done": 0, "step": progress["step"]}
+            bar.update(1)
+            step = progress["step"]
+            if step % settings.log_every == 0 or step == total_steps:
+                last = {k: sum(v) / len(v) for k, v in window.items()}
+                last["lr"] = scheduler.get_last_lr()[0]
+                window = {}
+                bar.set_postfix(loss=f"{last['loss']:.4g}")
+                accelerator.log(last, step=step)
+                if accelerator.is_main_process:
+                    with log_path.open("a") as f:
+                        f.write(json.dumps({"step": step, "epoch": epoch, **last}) + "\n")
+            if step % settings.checkpoint_every == 0 or end_of_epoch:
+                _save_checkpoint(accelerator, checkpoint_dir, progress)
+    bar.close()
+    accelerator.wait_for_everyone()
+    save_policy(accelerator.unwrap_model(model), tokenizer, output, state_dict=accelerator.get_state_dict(model),
+                save_function=accelerator.save, is_main_process=accelerator.is_main_process)
+    accelerator.end_training()
+    parameters = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
+    return {"steps": progress["step"], "total_steps": total_steps, "resumed_from_step": resumed_from,
+            "parameters": parameters, "last_metrics": last}

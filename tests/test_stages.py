@@ -1,0 +1,132 @@
+"""Each stage's run(cfg) on a tiny SFT model, chained as the workflow chains them."""
+
+import json
+
+import pytest
+import torch
+
+from inpo import annotate, evaluate, logps, prompts, report, sample, sft, train
+from inpo.config import load_config
+from inpo.modeling import load_policy
+from inpo.records import PAIR, SAMPLE, SCORED_PAIR, RecordError, read_json, read_jsonl, write_jsonl
+
+TINY_MODEL = [
+    "model.architecture.hidden_size=64",
+    "model.architecture.intermediate_size=128",
+    "model.architecture.num_hidden_layers=1",
+]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """SFT, then one iteration of sample -> annotate -> logps -> train, on a handful of prompts."""
+    root = tmp_path_factory.mktemp("chain")
+    sft.run(load_config("sft", [f"output={root}/sft/model", f"work_dir={root}/sft", "n_demonstrations=1024",
+                                "optim.epochs=2", "optim.batch_size=32", *TINY_MODEL]))
+    prompts.run(load_config("prompts", [f"output={root}/train.jsonl", "n_prompts=24"]))
+    prompts.run(load_config("prompts", [f"output={root}/eval.jsonl", "split=eval", "n_prompts=12"]))
+    sample.run(load_config("sample", [f"policy={root}/sft/model", f"prompts={root}/train.jsonl",
+                                      f"output={root}/samples.jsonl", "n_samples=4"]))
+    annotate.run(load_config("annotate", [f"samples={root}/samples.jsonl", f"output={root}/pairs.jsonl",
+                                          f"stats={root}/annotation.json"]))
+    logps.run(load_config("logps", [f"pairs={root}/pairs.jsonl", f"ref_policy={root}/sft/model",
+                                    f"policy={root}/sft/model", f"output={root}/scored.jsonl"]))
+    train.run(load_config("train", [f"pairs={root}/scored.jsonl", f"policy={root}/sft/model",
+                                    f"output={root}/iter1/policy", f"work_dir={root}/iter1", "optim.epochs=1",
+                                    "optim.batch_size=8"]))
+    return root
+
+
+def test_sft_writes_a_loadable_model_with_a_chat_template(chain):
+    model, tokenizer = load_policy(chain / "sft" / "model")
+    assert model.num_parameters() < 5_000_000
+    assert tokenizer.chat_template and "<assistant>" in tokenizer.apply_chat_template(
+        [{"role": "user", "content": "sort 3 1"}], add_generation_prompt=True, tokenize=False)
+    assert read_json(chain / "sft" / "sft_summary.json")["steps"] == 64  # 1024 demos / batch 32, two epochs
+
+
+def test_prompt_sets_are_reproducible_and_distinct(chain, tmp_path):
+    prompts.run(load_config("prompts", [f"output={tmp_path}/again.jsonl", "n_prompts=24"]))
+    prompts.run(load_config("prompts", [f"output={tmp_path}/iter2.jsonl", "n_prompts=24", "iteration=2"]))
+    first = read_jsonl(chain / "train.jsonl")
+    assert read_jsonl(tmp_path / "again.jsonl") == first
+    assert [r["prompt"] for r in read_jsonl(tmp_path / "iter2.jsonl")] != [r["prompt"] for r in first]
+
+
+def test_samples_have_k_responses_per_prompt(chain):
+    samples = read_jsonl(chain / "samples.jsonl", SAMPLE)
+    assert len(samples) == 24 and all(len(s["responses"]) == 4 for s in samples)
+    assert samples[0]["id"] == "train1-00000" and "items" in samples[0]
+
+
+def test_annotation_counts_oracle_calls_and_keeps_trl_fields(chain):
+    pairs = read_jsonl(chain / "pairs.jsonl", PAIR)
+    stats = read_json(chain / "annotation.json")
+    assert stats["pairs"] == len(pairs) and stats["pairs"] + stats["dropped"] == 24
+    # K = 4: at most 5 comparisons per prompt, each judged in both orders.
+    assert 0 < stats["oracle_calls"] <= 24 * 5 * 2
+    assert all(p["preference"] > 0.5 and p["chosen"] != p["rejected"] for p in pairs)
+
+
+def test_logps_equal_the_models_own_scores(chain):
+    scored = read_jsonl(chain / "scored.jsonl", SCORED_PAIR)
+    assert all(r["ref_chosen_logp"] == r["prev_chosen_logp"] for r in scored)  # pi_1 = pi_ref
+    assert all(r["ref_chosen_logp"] < 0 and r["ref_rejected_logp"] < 0 for r in scored)
+
+
+def test_train_moves_the_policy_towards_the_chosen_responses(chain):
+    before, _ = load_policy(chain / "sft" / "model")
+    after, _ = load_policy(chain / "iter1" / "policy")
+    changed = [not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters())]
+    assert all(changed)
+    log = [json.loads(line) for line in (chain / "iter1" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == read_json(chain / "iter1" / "train_summary.json")["total_steps"]
+
+
+def test_train_rejects_bad_algorithm_settings_before_loading_anything(tmp_path):
+    for overrides, message in [(["algo.eta=0"], "eta must be > 0"), (["algo.tau=0.5", "algo.eta=0.1"], "tau must be <= eta")]:
+        cfg = load_config("train", [f"pairs={tmp_path}/missing.jsonl", "policy=none", f"output={tmp_path}/o",
+                                    f"work_dir={tmp_path}/w", *overrides])
+        with pytest.raises(ValueError, match=message):
+            train.run(cfg)
+
+
+def test_evaluate_and_report(chain, tmp_path):
+    sample.run(load_config("sample", [f"policy={chain}/sft/model", f"prompts={chain}/eval.jsonl",
+                                      f"output={tmp_path}/baseline.jsonl", "n_samples=2", "iteration=0"]))
+    for t, policy in [(0, chain / "sft" / "model"), (1, chain / "iter1" / "policy")]:
+        metrics = evaluate.run(load_config("evaluate", [f"policy={policy}", f"prompts={chain}/eval.jsonl",
+                                                        f"baseline={tmp_path}/baseline.jsonl",
+                                                        f"output_dir={tmp_path}/eval/iter{t}", "n_samples=2", f"iteration={t}"]))
+        assert 0 <= metrics["win_rate"] <= 1 and metrics["standard_error"] > 0
+        assert 0 <= metrics["duality_gap"] <= 1 and metrics["mean_length"] > 0
+    (tmp_path / "iter1" / "annotate").mkdir(parents=True)
+    (tmp_path / "iter1" / "train").mkdir(parents=True)
+    (tmp_path / "iter1" / "annotate" / "annotation.json").write_text((chain / "annotation.json").read_text())
+    (tmp_path / "iter1" / "train" / "train_summary.json").write_text((chain / "iter1" / "train_summary.json").read_text())
+    rows = report.run(load_config("report", [f"results={tmp_path}", "iterations=1", f"output_dir={tmp_path}/report"]))
+    assert [r["iteration"] for r in rows] == [0, 1] and "oracle_calls" in rows[1]
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "| iteration | win_rate | standard_error |" in table
+    for name in ("win_rate", "duality_gap", "mean_length", "overview"):
+        assert (tmp_path / "report" / f"{name}.png").stat().st_size > 0
+    assert (tmp_path / "report" / "report.csv").read_text().splitlines()[0].startswith("iteration,win_rate")
+
+
+def test_malformed_input_stops_the_stage_naming_file_and_line(chain, tmp_path):
+    lines = (chain / "samples.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:-5]
+    (tmp_path / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = load_config("annotate", [f"samples={tmp_path}/samples.jsonl", f"output={tmp_path}/pairs.jsonl",
+                                   f"stats={tmp_path}/annotation.json"])
+    with pytest.raises(RecordError, match=r"samples.jsonl:3: not valid JSON"):
+        annotate.run(cfg)
+    assert not (tmp_path / "pairs.jsonl").exists()
+
+
+def test_evaluate_needs_baseline_answers_for_every_prompt(chain, tmp_path):
+    write_jsonl(tmp_path / "baseline.jsonl", [{"id": "eval-00000", "prompt": "sort 1 2 3", "responses": ["( 1 2 3 )"]}])
+    cfg = load_config("evaluate", [f"policy={chain}/sft/model", f"prompts={chain}/eval.jsonl",
+                                   f"baseline={tmp_path}/baseline.jsonl", f"output_dir={tmp_path}/ev"])
+    with pytest.raises(ValueError, match="no baseline answers for 11 prompts"):
+        evaluate.run(cfg)
