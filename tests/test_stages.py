@@ -1,6 +1,10 @@
 """Each stage's run(cfg) on a tiny SFT model, chained as the workflow chains them."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -8,6 +12,7 @@ import torch
 from inpo import annotate, evaluate, logps, prompts, report, sample, sft, train
 from inpo.config import load_config
 from inpo.modeling import load_policy
+from inpo.training import NonFiniteLossError, OptimSettings, fit, latest_checkpoint
 from inpo.records import PAIR, SAMPLE, SCORED_PAIR, RecordError, read_json, read_jsonl, write_jsonl
 
 TINY_MODEL = [
@@ -130,3 +135,50 @@ def test_evaluate_needs_baseline_answers_for_every_prompt(chain, tmp_path):
                                    f"baseline={tmp_path}/baseline.jsonl", f"output_dir={tmp_path}/ev"])
     with pytest.raises(ValueError, match="no baseline answers for 11 prompts"):
         evaluate.run(cfg)
+
+
+def train_overrides(chain, work_dir):
+    return [f"pairs={chain}/scored.jsonl", f"policy={chain}/sft/model", f"output={work_dir}/policy",
+            f"work_dir={work_dir}", "optim.epochs=40", "optim.batch_size=2", "optim.checkpoint_every=10"]
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_checkpoint(chain, tmp_path):
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "inpo.train", *train_overrides(chain, killed),
+                                f"hydra.run.dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while latest_checkpoint(killed / "checkpoints") is None and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "training ended before it could be killed"
+    step_at_kill = json.loads((latest_checkpoint(killed / "checkpoints") / "progress.json").read_text())["step"]
+
+    resumed = train.run(load_config("train", train_overrides(chain, killed)))
+    assert resumed["resumed_from_step"] == step_at_kill and 0 < step_at_kill < resumed["total_steps"]
+
+    straight = train.run(load_config("train", train_overrides(chain, tmp_path / "straight")))
+    assert straight["resumed_from_step"] is None and straight["steps"] == resumed["steps"]
+    a, _ = load_policy(killed / "policy")
+    b, _ = load_policy(tmp_path / "straight" / "policy")
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+    steps = [json.loads(line)["step"] for line in (killed / "train_log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), "log lines after the checkpoint must not be duplicated on resume"
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    calls = []
+
+    def loss_fn(model, batch):
+        calls.append(1)
+        loss = model(batch).pow(2).mean()
+        return (loss * float("nan") if len(calls) == 5 else loss), {}
+
+    settings = OptimSettings(learning_rate=0.1, batch_size=1, checkpoint_every=2, log_every=1)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss .* epoch 0, batch 4.*checkpoint"):
+        fit(model, [torch.ones(2)] * 8, torch.stack, loss_fn, settings, seed=0, work_dir=tmp_path,
+            output=tmp_path / "model", tokenizer=None)
+    assert json.loads((latest_checkpoint(tmp_path / "checkpoints") / "progress.json").read_text())["step"] == 4
+    assert not (tmp_path / "model").exists()

@@ -80,21 +80,29 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def _save_checkpoint(accelerator: Accelerator, path: Path, progress: dict) -> None:
-    """Replace the checkpoint at ``path`` only once the new one is complete."""
-    tmp = path.with_name(path.name + ".tmp")
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The checkpoint folder named by ``checkpoints/latest``, if any."""
+    pointer = checkpoints / "latest"
+    return checkpoints / pointer.read_text().strip() if pointer.exists() else None
+
+
+def _save_checkpoint(accelerator: Accelerator, checkpoints: Path, progress: dict) -> None:
+    """Save ``checkpoints/step-N`` and only then point ``checkpoints/latest`` at it (an atomic
+    rename), so a job killed at any moment leaves a complete checkpoint to resume from."""
+    name = f"step-{progress['step']:07d}"
+    tmp = checkpoints / f"{name}.tmp"
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
         (tmp / "progress.json").write_text(json.dumps(progress))
-        old = path.with_name(path.name + ".old")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old.exists():
-            shutil.rmtree(old)
+        os.replace(tmp, checkpoints / name)
+        (checkpoints / "latest.tmp").write_text(name)
+        os.replace(checkpoints / "latest.tmp", checkpoints / "latest")
+        for old in checkpoints.glob("step-*"):
+            if old.name != name:
+                shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
 
@@ -121,12 +129,12 @@ def fit(
     """Minimize ``loss_fn`` over ``examples``, save the model with ``tokenizer`` as a Hugging Face
     folder at ``output``, and return a summary.
 
-    ``work_dir`` holds ``checkpoint/`` (resumed from when present) and ``train_log.jsonl``.
+    ``work_dir`` holds ``checkpoints/`` (resumed from when present) and ``train_log.jsonl``.
     A non-finite loss stops training with NonFiniteLossError and leaves the last good checkpoint.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_dir, log_path = work_dir / "checkpoint", work_dir / "train_log.jsonl"
+    checkpoints, log_path = work_dir / "checkpoints", work_dir / "train_log.jsonl"
     tensorboard = importlib.util.find_spec("tensorboard") is not None
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -155,29 +163,35 @@ def fit(
 
     progress = {"epoch": 0, "batches_done": 0, "step": 0}
     resumed_from = None
-    if (checkpoint_dir / "progress.json").exists():
-        accelerator.load_state(str(checkpoint_dir))
-        progress = json.loads((checkpoint_dir / "progress.json").read_text())
+    checkpoint = latest_checkpoint(checkpoints)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        progress = json.loads((checkpoint / "progress.json").read_text())
         resumed_from = progress["step"]
         if accelerator.is_main_process:
             _trim_log(log_path, resumed_from)
-            accelerator.print(f"[{description}] resuming from {checkpoint_dir} at optimizer step {resumed_from}")
+            accelerator.print(f"[{description}] resuming from {checkpoint} at optimizer step {resumed_from}")
 
     bar = tqdm(total=total_steps, initial=progress["step"], desc=description, disable=not accelerator.is_local_main_process)
     window: dict[str, list[float]] = {}
     last: dict[str, float] = {}
     model.train()
     for epoch in range(progress["epoch"], settings.epochs):
-        sampler.set_epoch(epoch)
+        # accelerate's loaders pass their own epoch counter to the sampler when iterated, and a
+        # resumed (or skipping) loader's counter starts at 0: set it, or the order would differ.
+        loader.set_epoch(epoch)
         skip = progress["batches_done"] if epoch == progress["epoch"] else 0
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        batches = loader
+        if skip:
+            batches = accelerator.skip_first_batches(loader, skip)
+            batches.set_epoch(epoch)
         for index, batch in enumerate(batches, start=skip):
             with accelerator.accumulate(model):
                 loss, metrics = loss_fn(model, batch)
                 if not torch.isfinite(loss.detach()).all():
                     raise NonFiniteLossError(
                         f"[{description}] non-finite loss ({loss.item()}) at epoch {epoch}, batch {index}; "
-                        f"training stopped, the last good checkpoint is {checkpoint_dir if checkpoint_dir.exists() else 'none yet'}"
+                        f"training stopped; the last good checkpoint is {latest_checkpoint(checkpoints) or 'none yet'}"
                     )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and settings.max_grad_norm > 0:
@@ -205,7 +219,8 @@ def fit(
                     with log_path.open("a") as f:
                         f.write(json.dumps({"step": step, "epoch": epoch, **last}) + "\n")
             if step % settings.checkpoint_every == 0 or end_of_epoch:
-                _save_checkpoint(accelerator, checkpoint_dir, progress)
+                checkpoints.mkdir(exist_ok=True)
+                _save_checkpoint(accelerator, checkpoints, progress)
     bar.close()
     accelerator.wait_for_everyone()
     save_policy(accelerator.unwrap_model(model), tokenizer, output, state_dict=accelerator.get_state_dict(model),

@@ -1,0 +1,144 @@
+"""The Snakemake workflow: the DAG through the Snakemake API, config validation, and the real
+workflow run end to end on a shrunken config."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from snakemake.api import SnakemakeApi
+from snakemake.settings.enums import PrintDag, Quietness
+from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+from inpo.modeling import load_policy
+from inpo.records import PAIR, PROMPT, SAMPLE, SCORED_PAIR, read_json, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def job_graph(config: dict, targets=()) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """(job id -> label, edges parent -> child) of the job DAG, from Snakemake's DOT output."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(config=config),
+                                snakefile=ROOT / "Snakefile", workdir=ROOT)
+        # print_dag_as is given as a string: the default enum value prints nothing in Snakemake 9
+        workflow.dag(DAGSettings(targets=list(targets), print_dag_as=str(PrintDag.DOT))).printdag()
+    dot = out.getvalue()
+    nodes = {m[0]: m[1].replace("\\n", " ") for m in re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M)}
+    edges = set(re.findall(r"^\s*(\d+) -> (\d+)$", dot, re.M))
+    return nodes, edges
+
+
+def rule_of(label: str) -> str:
+    return label.split(" ")[0]
+
+
+def parents(nodes, edges, child, rule):
+    return [p for p, c in edges if c == child and rule_of(nodes[p]) == rule]
+
+
+def test_default_target_chains_three_iterations_and_evaluates_each(tmp_path):
+    nodes, edges = job_graph({"results": str(tmp_path)})
+    counts = Counter(rule_of(label) for label in nodes.values())
+    assert counts == Counter({"train_prompts": 3, "sample": 3, "annotate": 3, "logps": 3, "train": 3, "evaluate": 4,
+                              "sft": 1, "eval_prompts": 1, "baseline_answers": 1, "report": 1, "all": 1})
+    (report,) = [n for n, label in nodes.items() if label == "report"]
+    assert len(parents(nodes, edges, report, "evaluate")) == 4
+
+
+def test_iteration_t_starts_from_iteration_t_minus_1(tmp_path):
+    nodes, edges = job_graph({"results": str(tmp_path), "iterations": 3}, targets=[f"{tmp_path}/iter3/train/policy"])
+    assert "evaluate" not in {rule_of(label) for label in nodes.values()}
+    (last,) = [n for n, label in nodes.items() if rule_of(label) == "train" and not any(p == n for p, _ in edges)]
+    chain, train = [], last
+    while True:
+        (sample,) = [s for s in parents(nodes, edges, parents(nodes, edges, parents(nodes, edges, train, "logps")[0], "annotate")[0], "sample")]
+        (prompts,) = parents(nodes, edges, sample, "train_prompts")
+        chain.append(nodes[prompts])
+        previous = parents(nodes, edges, sample, "train")
+        # the policy pi_t feeds sampling, the log-probs of pi_t and training alike
+        assert previous == parents(nodes, edges, train, "train") == parents(nodes, edges, parents(nodes, edges, train, "logps")[0], "train")
+        if not previous:
+            assert parents(nodes, edges, sample, "sft")
+            break
+        train = previous[0]
+    assert chain == ["train_prompts t: 3", "train_prompts t: 2", "train_prompts t: 1"]
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [({"eta": 0}, r"eta.*exclusiveMinimum|exclusiveMinimum.*eta"), ({"eta": 0.1, "tau": 0.2}, r"tau must be <= eta"),
+     ({"tau": -0.1}, r"minimum.*tau"), ({"iterations": 0}, r"minimum.*iterations"), ({"algo": "ppo"}, r"algo")],
+)
+def test_bad_config_fails_before_any_job(tmp_path, config, message):
+    args = [f"{k}={v}" for k, v in {"results": str(tmp_path / "results"), **config}.items()]
+    run = subprocess.run([*SNAKEMAKE, "--cores", "1", "--config", *args], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert re.search(message, run.stdout + run.stderr, re.S), run.stdout + run.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def snakemake(*args, workdir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", "tests/data/workflow_tiny.yaml", *args],
+        cwd=workdir, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "INPO_CONF_DIR": str(workdir / "conf")},
+    )
+
+
+@pytest.fixture
+def workflow_copy(tmp_path):
+    """The workflow's files in a fresh folder, so that a test may edit its configs."""
+    for name in ("Snakefile", "workflow", "conf", "tests/data"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_workflow_end_to_end(workflow_copy):
+    results = workflow_copy / "results"
+    run = snakemake(workdir=workflow_copy)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Report: results/report/report.md" in run.stdout + run.stderr
+
+    assert len(read_jsonl(results / "prompts/train_iter1/prompts.jsonl", PROMPT)) == 32
+    assert len(read_jsonl(results / "prompts/eval/prompts.jsonl", PROMPT)) == 8
+    load_policy(results / "sft/model")
+    samples = read_jsonl(results / "iter1/sample/samples.jsonl", SAMPLE)
+    assert len(samples) == 32 and {len(s["responses"]) for s in samples} == {4}
+    pairs = read_jsonl(results / "iter1/annotate/pairs.jsonl", PAIR)
+    assert read_json(results / "iter1/annotate/annotation.json")["pairs"] == len(pairs) > 0
+    assert len(read_jsonl(results / "iter1/logps/scored_pairs.jsonl", SCORED_PAIR)) == len(pairs)
+    load_policy(results / "iter1/train/policy")
+    for t in (0, 1):
+        metrics = read_json(results / f"eval/iter{t}/metrics.json")
+        assert {"win_rate", "standard_error", "mean_length", "duality_gap"} <= set(metrics)
+    rows = (results / "report/report.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,win_rate") and len(rows) == 3
+    assert (results / "report/win_rate.png").exists()
+
+    # every rule logs and benchmarks; every Hydra app saved its composed config beside its outputs
+    assert len(list((results / "benchmarks").rglob("*.tsv"))) == len(list((results / "logs").rglob("*.log"))) == 11
+    for folder in ["prompts/eval", "sft", "iter1/sample", "iter1/annotate", "iter1/logps", "iter1/train", "eval/iter1", "report"]:
+        assert (results / folder / ".hydra/config.yaml").exists(), folder
+    assert "eta: 0.2" in (results / "iter1/train/.hydra/config.yaml").read_text()
+
+    again = snakemake(workdir=workflow_copy)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # editing a stage's config reruns that stage and what depends on it, nothing else
+    train_config = workflow_copy / "conf/train.yaml"
+    train_config.write_text(train_config.read_text().replace("weight_decay: 0.0", "weight_decay: 0.01"))
+    dry = snakemake("-n", workdir=workflow_copy)
+    planned = Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M))
+    assert planned == Counter({"train": 1, "evaluate": 1, "report": 1, "all": 1}), dry.stdout
