@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up on a fresh machine:
-#   make run    the main job on the embedded default
+#   make run    the main job: the INPO workflow on the embedded default (snakemake --cores all)
 #   make test   the test suite
+# and `make lab` runs the tabular Nash lab (python -m inpo.game and its eta sweep).
 # Everything installs into .venv; nothing outside the repository is touched.
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run lab test clean
 
 setup: $(STAMP)
 
@@ -25,7 +26,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/snakemake --cores all
+
+lab: $(STAMP)
 	$(BIN)/python -m inpo.game
+	$(BIN)/python -m inpo.game.eta_sweep
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
