@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings
 
 from inpo.modeling import load_policy
 from inpo.records import PAIR, PROMPT, SAMPLE, SCORED_PAIR, read_json, read_jsonl
+from inpo.training import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -142,3 +145,27 @@ def test_workflow_end_to_end(workflow_copy):
     dry = snakemake("-n", workdir=workflow_copy)
     planned = Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M))
     assert planned == Counter({"train": 1, "evaluate": 1, "report": 1, "all": 1}), dry.stdout
+
+
+@pytest.mark.slow
+def test_workflow_killed_during_train_resumes_training(workflow_copy):
+    """Ctrl-C while `train` runs, then the same command again: training resumes from its checkpoint."""
+    longer_training = ["--config", "overrides={train: [optim.epochs=60, optim.batch_size=2, optim.checkpoint_every=10]}"]
+    command = [*SNAKEMAKE, "--cores", "2", "--configfile", "tests/data/workflow_tiny.yaml", *longer_training]
+    env = {**os.environ, "INPO_CONF_DIR": str(workflow_copy / "conf")}
+    first = subprocess.Popen(command, cwd=workflow_copy, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = workflow_copy / "results/iter1/train/checkpoints"
+    deadline = time.time() + 600
+    while latest_checkpoint(checkpoints) is None and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    first.wait(timeout=120)
+    assert not (workflow_copy / "results/iter1/train/policy").exists(), "training finished before the interrupt"
+    step = json.loads((latest_checkpoint(checkpoints) / "progress.json").read_text())["step"]
+
+    second = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    train_log = (workflow_copy / "results/logs/train/iter1.log").read_text()
+    assert f"resuming from results/iter1/train/checkpoints/step-{step:07d} at optimizer step {step}" in train_log
+    assert read_json(workflow_copy / "results/iter1/train/train_summary.json")["resumed_from_step"] == step

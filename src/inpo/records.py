@@ -92,6 +92,11 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping]) -> None:
     _atomic_write(Path(path), lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file (a table, a report) atomically."""
+    _atomic_write(Path(path), lambda f: f.write(text))
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write one JSON document atomically, indented for people to read."""
     _atomic_write(Path(path), lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no display
+from omegaconf import DictConfig
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from .config import hydra_app
+from .records import read_json, write_text
 
-from .config import hydra_app  # noqa: E402
-from .records import read_json  # noqa: E402
-
-# Metrics plotted, in this order, with the label of their axis.
-PLOTTED = {
-    "win_rate": "win rate vs SFT",
+# Axis titles of the metrics people read first; any other numeric metric is plotted under its name.
+TITLES = {
+    "win_rate": "win rate vs SFT (± s.e.)",
     "duality_gap": "duality gap (unregularized)",
     "mean_length": "mean response length (tokens)",
     "share_correct": "share of correct answers",
@@ -32,6 +30,8 @@ PLOTTED = {
     "pairs": "preference pairs kept",
     "train_loss": "final training loss",
 }
+# Bookkeeping columns: in the table, not plotted.
+NOT_PLOTTED = {"iteration", "standard_error", "n_prompts", "n_samples", "judge_calls"}
 
 
 def gather(results: Path, iterations: int) -> list[dict]:
@@ -74,34 +74,44 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _draw(ax, rows: list[dict], name: str) -> None:
+    points = [(row["iteration"], row[name], row.get("standard_error")) for row in rows if row.get(name) is not None]
+    xs, ys, errors = zip(*points)
+    if name == "win_rate":
+        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3)
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    else:
+        ax.plot(xs, ys, marker="o")
+    ax.set_xlabel("iteration")
+    ax.set_title(TITLES.get(name, name), fontsize=9)
+    ax.set_xticks(list(xs))
+    ax.grid(True, alpha=0.3)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp, path)
+
+
 def plot(rows: list[dict], output_dir: Path) -> list[Path]:
-    """One PNG per plotted metric present in the rows, plus overview.png with all of them."""
-    present = [m for m in PLOTTED if any(m in row for row in rows)]
-    written = []
-    overview, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 3), squeeze=False)
-    for name, ax_overview in zip(present, axes[0]):
-        points = [(row["iteration"], row[name], row.get("standard_error") if name == "win_rate" else None)
-                  for row in rows if row.get(name) is not None]
-        xs, ys, errs = zip(*points)
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        for target in (ax, ax_overview):
-            if name == "win_rate":
-                target.errorbar(xs, ys, yerr=errs, marker="o", capsize=3)
-                target.axhline(0.5, color="grey", lw=0.8, ls="--")
-            else:
-                target.plot(xs, ys, marker="o")
-            target.set_xlabel("iteration")
-            target.set_title(PLOTTED[name], fontsize=9)
-            target.set_xticks(list(xs))
-        fig.tight_layout()
-        path = output_dir / f"{name}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    overview.tight_layout()
-    overview.savefig(output_dir / "overview.png", dpi=110)
-    plt.close(overview)
-    return written + [output_dir / "overview.png"]
+    """A PNG per numeric metric, and overview.png with all of them; returns the paths, overview first."""
+    names = [n for n in columns(rows) if n not in NOT_PLOTTED]
+    names.sort(key=lambda n: list(TITLES).index(n) if n in TITLES else len(TITLES))
+    per_row = 4
+    overview = Figure(figsize=(3.4 * per_row, 2.9 * -(-len(names) // per_row)), layout="constrained")
+    axes = overview.subplots(-(-len(names) // per_row), per_row, squeeze=False).flat
+    paths = [output_dir / "overview.png"]
+    for name, ax in zip(names, axes):
+        _draw(ax, rows, name)
+        fig = Figure(figsize=(4.5, 3.2), layout="constrained")
+        _draw(fig.subplots(), rows, name)
+        paths.append(output_dir / f"{name}.png")
+        _save(fig, paths[-1])
+    for ax in list(axes):
+        ax.set_visible(False)
+    _save(overview, paths[0])
+    return paths
 
 
 def run(cfg: DictConfig) -> list[dict]:
@@ -111,10 +121,11 @@ def run(cfg: DictConfig) -> list[dict]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = plot(rows, out)
-    (out / "report.csv").write_text(to_csv(rows))
-    body = ["# INPO report", "", "Row t: the policy after iteration t (0 = the SFT model), evaluated on the held-out prompts.", "",
+    write_text(out / "report.csv", to_csv(rows))
+    body = ["# INPO report", "",
+            "Row t: the policy after iteration t (0 = the SFT model), evaluated on the held-out prompts.", "",
             to_markdown(rows), *(f"![{p.stem}]({p.name})" for p in figures)]
-    (out / "report.md").write_text("\n".join(body) + "\n")
+    write_text(out / "report.md", "\n".join(body) + "\n")
     return rows
 
 
