@@ -161,6 +161,12 @@ def test_workflow_killed_during_train_resumes_training(workflow_copy):
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     first.wait(timeout=120)
+    while time.time() < deadline:  # until the train job itself is gone, not only Snakemake
+        try:
+            os.killpg(first.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     assert not (workflow_copy / "results/iter1/train/policy").exists(), "training finished before the interrupt"
     step = json.loads((latest_checkpoint(checkpoints) / "progress.json").read_text())["step"]
 
