@@ -20,6 +20,9 @@ def test_conda_environment_matches_pyproject():
     wanted = dict(split(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"])
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = dict(split(d) for d in environment["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip")))
+    # packages conda does not have come from pip inside the environment; flags (-e .) are not packages
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    conda |= dict(split(d) for d in pip if not d.startswith("-"))
     assert {CONDA_NAMES.get(name, name): spec for name, spec in conda.items()} == wanted
     python = next(d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python"))
     assert split(python)[1] == project["requires-python"]

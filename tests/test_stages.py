@@ -97,25 +97,31 @@ def test_train_rejects_bad_algorithm_settings_before_loading_anything(tmp_path):
 
 
 def test_evaluate_and_report(chain, tmp_path):
+    """Evaluate the SFT model and pi_2, lay the files out as the workflow does, and report them."""
+    point = "algo~inpo/judge~synthetic_preference/seed~0/eta~0.2/tau~0.0667"
     sample.run(load_config("sample", [f"policy={chain}/sft/model", f"prompts={chain}/eval.jsonl",
                                       f"output={tmp_path}/baseline.jsonl", "n_samples=2", "iteration=0"]))
-    for t, policy in [(0, chain / "sft" / "model"), (1, chain / "iter1" / "policy")]:
+    for t, policy, folder in [(0, chain / "sft" / "model", tmp_path / "sft"), (1, chain / "iter1" / "policy", tmp_path / "sweep" / point)]:
         metrics = evaluate.run(load_config("evaluate", [f"policy={policy}", f"prompts={chain}/eval.jsonl",
                                                         f"baseline={tmp_path}/baseline.jsonl",
-                                                        f"output_dir={tmp_path}/eval/iter{t}", "n_samples=2", f"iteration={t}"]))
+                                                        f"output_dir='{folder}/eval/iter{t}'", "n_samples=2", f"iteration={t}"]))
         assert 0 <= metrics["win_rate"] <= 1 and metrics["standard_error"] > 0
         assert 0 <= metrics["duality_gap"] <= 1 and metrics["mean_length"] > 0
-    (tmp_path / "iter1" / "annotate").mkdir(parents=True)
-    (tmp_path / "iter1" / "train").mkdir(parents=True)
-    (tmp_path / "iter1" / "annotate" / "annotation.json").write_text((chain / "annotation.json").read_text())
-    (tmp_path / "iter1" / "train" / "train_summary.json").write_text((chain / "iter1" / "train_summary.json").read_text())
-    rows = report.run(load_config("report", [f"results={tmp_path}", "iterations=1", f"output_dir={tmp_path}/report"]))
-    assert [r["iteration"] for r in rows] == [0, 1] and "oracle_calls" in rows[1]
-    table = (tmp_path / "report" / "report.md").read_text()
-    assert "| iteration | win_rate | standard_error |" in table
-    for name in ("win_rate", "duality_gap", "mean_length", "overview"):
+    annotation = tmp_path / "shared" / "seed~0" / "judge~synthetic_preference" / "iter1" / "annotate"
+    annotation.mkdir(parents=True)
+    (annotation / "annotation.json").write_text((chain / "annotation.json").read_text())
+    (tmp_path / "sweep" / point / "iter1" / "train").mkdir(parents=True)
+    (tmp_path / "sweep" / point / "iter1" / "train" / "train_summary.json").write_text((chain / "iter1" / "train_summary.json").read_text())
+
+    rows = report.run(load_config("report", [f"results={tmp_path}", "iterations=1", f"points=['{point}']",
+                                             f"output_dir={tmp_path}/report"]))
+    assert [(r["algo"], r["iteration"]) for r in rows] == [("inpo", 0), ("inpo", 1)] and "oracle_calls" in rows[1]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| algo | judge | eta | tau | seeds | win_rate |" in text
+    for name in ("win_rate", "duality_gap", "mean_length", "overview", "length_vs_tau"):
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 0
-    assert (tmp_path / "report" / "report.csv").read_text().splitlines()[0].startswith("iteration,win_rate")
+    assert (tmp_path / "report" / "report.csv").read_text().splitlines()[0].startswith("algo,judge,eta,tau,beta,seed,setting,iteration,win_rate")
+    assert (tmp_path / "report" / "summary.csv").read_text().splitlines()[1].startswith("inpo,synthetic_preference,0.2,0.0667,,1,")
 
 
 def test_malformed_input_stops_the_stage_naming_file_and_line(chain, tmp_path):
@@ -182,3 +188,17 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
             output=tmp_path / "model", tokenizer=None)
     assert json.loads((latest_checkpoint(tmp_path / "checkpoints") / "progress.json").read_text())["step"] == 4
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow
+def test_hydra_multirun_trains_one_policy_per_combination(chain, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "inpo.train", "-m", "algo.eta=0.1,0.2", "algo.tau=0,0.05", f"pairs={chain}/scored.jsonl",
+         f"policy={chain}/sft/model", "optim.epochs=1", f"hydra.sweep.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert folders == ["algo.eta=0.1,algo.tau=0", "algo.eta=0.1,algo.tau=0.05", "algo.eta=0.2,algo.tau=0", "algo.eta=0.2,algo.tau=0.05"]
+    for folder in folders:
+        load_policy(tmp_path / folder / "policy")
+        assert "eta: " + folder.split(",")[0].split("=")[1] in (tmp_path / folder / ".hydra/config.yaml").read_text()

@@ -25,6 +25,8 @@ from inpo.training import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+POINT = "sweep/algo~inpo/judge~synthetic_preference/seed~0/eta~0.2/tau~0.0667"  # the default experiment
+SHARED = "shared/seed~0/judge~synthetic_preference"
 
 
 def job_graph(config: dict, targets=()) -> tuple[dict[str, str], set[tuple[str, str]]]:
@@ -58,8 +60,20 @@ def test_default_target_chains_three_iterations_and_evaluates_each(tmp_path):
     assert len(parents(nodes, edges, report, "evaluate")) == 4
 
 
+def test_shared_work_is_done_once_per_sweep(tmp_path):
+    sweep = {"algo": ["inpo", "inpo_nokl", "dpo"], "judge": ["synthetic_reward", "synthetic_preference"], "seed": [0, 1]}
+    nodes, _ = job_graph({"results": str(tmp_path), "sweep": sweep})
+    counts = Counter(rule_of(label) for label in nodes.values())
+    points = 3 * 2 * 2
+    # one SFT model, prompt set per iteration and SFT evaluation; iteration 1's samples once per
+    # seed, its pairs and log-probs once per (seed, judge); everything else once per point
+    assert counts == Counter({"sft": 1, "train_prompts": 3, "eval_prompts": 1, "baseline_answers": 1,
+                              "sample": 2 + points * 2, "annotate": 4 + points * 2, "logps": 4 + points * 2,
+                              "train": points * 3, "evaluate": 1 + points * 3, "report": 1, "all": 1})
+
+
 def test_iteration_t_starts_from_iteration_t_minus_1(tmp_path):
-    nodes, edges = job_graph({"results": str(tmp_path), "iterations": 3}, targets=[f"{tmp_path}/iter3/train/policy"])
+    nodes, edges = job_graph({"results": str(tmp_path), "iterations": 3}, targets=[f"{tmp_path}/{POINT}/iter3/train/policy"])
     assert "evaluate" not in {rule_of(label) for label in nodes.values()}
     (last,) = [n for n, label in nodes.items() if rule_of(label) == "train" and not any(p == n for p, _ in edges)]
     chain, train = [], last
@@ -117,24 +131,24 @@ def test_workflow_end_to_end(workflow_copy):
     assert len(read_jsonl(results / "prompts/train_iter1/prompts.jsonl", PROMPT)) == 32
     assert len(read_jsonl(results / "prompts/eval/prompts.jsonl", PROMPT)) == 8
     load_policy(results / "sft/model")
-    samples = read_jsonl(results / "iter1/sample/samples.jsonl", SAMPLE)
+    samples = read_jsonl(results / "shared/seed~0/iter1/sample/samples.jsonl", SAMPLE)
     assert len(samples) == 32 and {len(s["responses"]) for s in samples} == {4}
-    pairs = read_jsonl(results / "iter1/annotate/pairs.jsonl", PAIR)
-    assert read_json(results / "iter1/annotate/annotation.json")["pairs"] == len(pairs) > 0
-    assert len(read_jsonl(results / "iter1/logps/scored_pairs.jsonl", SCORED_PAIR)) == len(pairs)
-    load_policy(results / "iter1/train/policy")
-    for t in (0, 1):
-        metrics = read_json(results / f"eval/iter{t}/metrics.json")
-        assert {"win_rate", "standard_error", "mean_length", "duality_gap"} <= set(metrics)
+    pairs = read_jsonl(results / SHARED / "iter1/annotate/pairs.jsonl", PAIR)
+    assert read_json(results / SHARED / "iter1/annotate/annotation.json")["pairs"] == len(pairs) > 0
+    assert len(read_jsonl(results / SHARED / "iter1/logps/scored_pairs.jsonl", SCORED_PAIR)) == len(pairs)
+    load_policy(results / POINT / "iter1/train/policy")
+    for metrics_file in (results / "sft/eval/iter0/metrics.json", results / POINT / "eval/iter1/metrics.json"):
+        assert {"win_rate", "standard_error", "mean_length", "duality_gap"} <= set(read_json(metrics_file))
     rows = (results / "report/report.csv").read_text().splitlines()
-    assert rows[0].startswith("iteration,win_rate") and len(rows) == 3
-    assert (results / "report/win_rate.png").exists()
+    assert rows[0].startswith("algo,judge,eta,tau,beta,seed,setting,iteration,win_rate") and len(rows) == 3
+    assert (results / "report/win_rate.png").exists() and (results / "report/summary.csv").exists()
 
     # every rule logs and benchmarks; every Hydra app saved its composed config beside its outputs
     assert len(list((results / "benchmarks").rglob("*.tsv"))) == len(list((results / "logs").rglob("*.log"))) == 11
-    for folder in ["prompts/eval", "sft", "iter1/sample", "iter1/annotate", "iter1/logps", "iter1/train", "eval/iter1", "report"]:
+    for folder in ["prompts/eval", "sft", "shared/seed~0/iter1/sample", f"{SHARED}/iter1/annotate",
+                   f"{SHARED}/iter1/logps", f"{POINT}/iter1/train", f"{POINT}/eval/iter1", "report"]:
         assert (results / folder / ".hydra/config.yaml").exists(), folder
-    assert "eta: 0.2" in (results / "iter1/train/.hydra/config.yaml").read_text()
+    assert "eta: 0.2" in (results / POINT / "iter1/train/.hydra/config.yaml").read_text()
 
     again = snakemake(workdir=workflow_copy)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -145,6 +159,16 @@ def test_workflow_end_to_end(workflow_copy):
     dry = snakemake("-n", workdir=workflow_copy)
     planned = Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M))
     assert planned == Counter({"train": 1, "evaluate": 1, "report": 1, "all": 1}), dry.stdout
+    train_config.write_text(train_config.read_text().replace("weight_decay: 0.01", "weight_decay: 0.0"))
+
+    # extending the sweep computes only the new points: a new algorithm reuses iteration 1's shared
+    # pairs; a new seed samples its own
+    for extension, expected in [
+        ("sweep={algo: [inpo, inpo_nokl]}", {"train": 1, "evaluate": 1, "report": 1, "all": 1}),
+        ("sweep={seed: [0, 1]}", {"sample": 1, "annotate": 1, "logps": 1, "train": 1, "evaluate": 1, "report": 1, "all": 1}),
+    ]:
+        dry = snakemake("-n", "--config", extension, workdir=workflow_copy)
+        assert Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M)) == Counter(expected), dry.stdout
 
 
 @pytest.mark.slow
@@ -155,7 +179,7 @@ def test_workflow_killed_during_train_resumes_training(workflow_copy):
     env = {**os.environ, "INPO_CONF_DIR": str(workflow_copy / "conf")}
     first = subprocess.Popen(command, cwd=workflow_copy, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = workflow_copy / "results/iter1/train/checkpoints"
+    checkpoints = workflow_copy / "results" / POINT / "iter1/train/checkpoints"
     deadline = time.time() + 600
     while latest_checkpoint(checkpoints) is None and first.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -167,11 +191,11 @@ def test_workflow_killed_during_train_resumes_training(workflow_copy):
         except ProcessLookupError:
             break
         time.sleep(0.05)
-    assert not (workflow_copy / "results/iter1/train/policy").exists(), "training finished before the interrupt"
+    assert not (workflow_copy / "results" / POINT / "iter1/train/policy").exists(), "training finished before the interrupt"
     step = json.loads((latest_checkpoint(checkpoints) / "progress.json").read_text())["step"]
 
     second = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    train_log = (workflow_copy / "results/logs/train/iter1.log").read_text()
-    assert f"resuming from results/iter1/train/checkpoints/step-{step:07d} at optimizer step {step}" in train_log
-    assert read_json(workflow_copy / "results/iter1/train/train_summary.json")["resumed_from_step"] == step
+    train_log = (workflow_copy / "results/logs" / POINT / "iter1/train.log").read_text()
+    assert f"resuming from results/{POINT}/iter1/train/checkpoints/step-{step:07d} at optimizer step {step}" in train_log
+    assert read_json(workflow_copy / "results" / POINT / "iter1/train/train_summary.json")["resumed_from_step"] == step

@@ -4,6 +4,9 @@ with the baseline's answer to the same prompt, and ``metrics.json`` records:
 - ``win_rate``: mean over prompts x of w_x = mean_i P(a_{x,i} > b_{x,i}) (the judge's
   order-averaged probability, as AlpacaEval's weighted win rate), and ``standard_error``
   = std_x(w_x) / sqrt(n) (prompts are the independent units);
+- ``length_controlled_winrate`` and ``lc_standard_error``: AlpacaEval 2.0's length-controlled
+  win rate (``inpo.length_control``), fitted on every (answer, baseline answer) comparison with
+  lengths in tokens; absent when it cannot be fitted (e.g. no length difference at all);
 - ``mean_length``: response length in tokens;
 - for judges that see responses through enumerable features (the synthetic oracle):
   the feature distribution of the policy and its ``duality_gap`` in the unregularized game,
@@ -25,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import hydra_app, stage_seed
 from .game import duality_gap
 from .judges import make_judge
+from .length_control import length_controlled_win_rate
 from .records import PROMPT, SAMPLE, read_jsonl, write_json, write_jsonl
 from .sampling import make_sampler
 from .task import describe_distribution
@@ -36,6 +40,16 @@ def win_rate(per_prompt: Sequence[float]) -> tuple[float, float]:
     if w.size < 2:
         raise ValueError(f"a win rate with a standard error needs >= 2 prompts, got {w.size}")
     return float(w.mean()), float(w.std(ddof=1) / math.sqrt(w.size))
+
+
+def length_controlled(judgments: list[dict]) -> dict:
+    """The length-controlled win rate of the judgments (as a fraction, like ``win_rate``), if it can be fitted."""
+    preferences = np.array([j["preference"] for j in judgments])
+    delta = np.array([j["length"] - j["baseline_length"] for j in judgments])
+    if delta.std() == 0 or preferences.min() == preferences.max():
+        return {}
+    fit = length_controlled_win_rate(preferences, [j["length"] for j in judgments], [j["baseline_length"] for j in judgments])
+    return {"length_controlled_winrate": fit["length_controlled_winrate"] / 100, "lc_standard_error": fit["lc_standard_error"] / 100}
 
 
 def feature_summary(judge, records: list[dict], answers: list[list[str]]) -> dict:
@@ -60,21 +74,29 @@ def run(cfg: DictConfig) -> dict:
     answers = sampler.generate([p["prompt"] for p in prompts], cfg.n_samples,
                                seed=stage_seed(cfg.seed, "evaluate", cfg.iteration), desc="evaluate")
 
-    per_prompt = []
+    def length(text: str) -> int:
+        return len(sampler.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    judgments = []
     for prompt, mine in zip(prompts, answers):
         theirs = baseline[prompt["id"]]
-        per_prompt.append(float(np.mean([judge.compare(prompt, a, theirs[i % len(theirs)]) for i, a in enumerate(mine)])))
+        for i, answer in enumerate(mine):
+            reference = theirs[i % len(theirs)]
+            judgments.append({"id": f"{prompt['id']}/{i}", "prompt_id": prompt["id"], "preference": judge.compare(prompt, answer, reference),
+                              "length": length(answer), "baseline_length": length(reference)})
+    per_prompt = [float(np.mean([j["preference"] for j in judgments if j["prompt_id"] == p["id"]])) for p in prompts]
     mean, se = win_rate(per_prompt)
-    lengths = [len(sampler.tokenizer(a, add_special_tokens=False)["input_ids"]) for mine in answers for a in mine]
     metrics = {
-        "iteration": cfg.iteration, "win_rate": mean, "standard_error": se, "n_prompts": len(prompts),
-        "n_samples": cfg.n_samples, "mean_length": float(np.mean(lengths)), "judge": cfg.judge.kind,
+        "iteration": cfg.iteration, "win_rate": mean, "standard_error": se,
+        **length_controlled(judgments), "n_prompts": len(prompts), "n_samples": cfg.n_samples,
+        "mean_length": float(np.mean([j["length"] for j in judgments])), "judge": cfg.judge.kind,
         "judge_calls": judge.n_calls,
     }
     if hasattr(judge, "feature_distribution"):
         metrics.update(feature_summary(judge, prompts, answers))
     out = Path(cfg.output_dir)
     write_jsonl(out / "answers.jsonl", [{**p, "responses": a} for p, a in zip(prompts, answers)])
+    write_jsonl(out / "judgments.jsonl", judgments)
     write_json(out / "metrics.json", metrics)
     return metrics
 

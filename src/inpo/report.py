@@ -1,9 +1,15 @@
-"""Stage ``report``: one table (Markdown and CSV) of every metric per iteration, and plots.
+"""Stage ``report``: tables and plots of every experiment point's metrics per iteration.
 
-Row t is the policy after iteration t (0 = SFT): its evaluation metrics, and for t >= 1 the
-annotation (pairs, oracle calls) and training (final loss) of iteration t.
+- ``report.csv`` / ``report.md``: one row per (point, iteration t), t = 0 being the SFT model;
+  its evaluation metrics and, for t >= 1, the annotation (pairs, oracle calls) and training
+  (final loss) of iteration t.
+- ``summary.csv`` / ``summary.md``: the last iteration per setting (a point without its seed),
+  mean and standard deviation over seeds: the table to compare algorithms with.
+- one PNG per metric with one line per setting (mean over seeds, error bars: their standard
+  deviation, or the win rate's standard error with one seed), ``overview.png`` with all of them,
+  and ``length_vs_tau.png`` (final mean length against the KL weight).
 
-    python -m inpo.report results=results iterations=3 output_dir=results/report
+    python -m inpo.report results=results iterations=3 "points=['algo~inpo/judge~synthetic_preference/seed~0/eta~0.2/tau~0.0667']" output_dir=results/report
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import statistics
 from pathlib import Path
 
 from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no display
@@ -18,10 +25,11 @@ from omegaconf import DictConfig
 
 from .config import hydra_app
 from .records import read_json, write_text
+from .sweep import parse_point, stage_folder
 
-# Axis titles of the metrics people read first; any other numeric metric is plotted under its name.
 TITLES = {
-    "win_rate": "win rate vs SFT (± s.e.)",
+    "win_rate": "win rate vs SFT",
+    "length_controlled_winrate": "length-controlled win rate vs SFT",
     "duality_gap": "duality gap (unregularized)",
     "mean_length": "mean response length (tokens)",
     "share_correct": "share of correct answers",
@@ -30,23 +38,52 @@ TITLES = {
     "pairs": "preference pairs kept",
     "train_loss": "final training loss",
 }
-# Bookkeeping columns: in the table, not plotted.
-NOT_PLOTTED = {"iteration", "standard_error", "n_prompts", "n_samples", "judge_calls"}
+POINT_KEYS = ("algo", "judge", "eta", "tau", "beta", "seed")
+# Bookkeeping columns: in the tables, not plotted.
+NOT_PLOTTED = {*POINT_KEYS, "setting", "iteration", "standard_error", "lc_standard_error", "n_prompts", "n_samples",
+               "judge_calls"}
 
 
-def gather(results: Path, iterations: int) -> list[dict]:
-    """One flat row of scalar metrics per evaluated policy, t = 0..iterations."""
+def setting_of(point: dict) -> str:
+    """A point's label without its seed: what the seeds of a setting are averaged over."""
+    return " ".join(f"{k}={point[k]}" for k in POINT_KEYS if k in point and k != "seed")
+
+
+def gather(results: Path, iterations: int, points: list[str]) -> list[dict]:
+    """One flat row of scalar metrics per (point, evaluated policy), t = 0..iterations."""
     rows = []
-    for t in range(iterations + 1):
-        metrics = read_json(results / "eval" / f"iter{t}" / "metrics.json")
-        row = {"iteration": t, **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "iteration"}}
-        if t >= 1:
-            annotation = read_json(results / f"iter{t}" / "annotate" / "annotation.json")
-            training = read_json(results / f"iter{t}" / "train" / "train_summary.json")
-            row.update(pairs=annotation["pairs"], oracle_calls=annotation["oracle_calls"],
-                       train_loss=training["last_metrics"].get("loss"))
-        rows.append(row)
+    for path in points:
+        point = parse_point(path)
+        for t in range(iterations + 1):
+            folder = results / "sft" if t == 0 else results / "sweep" / path
+            metrics = read_json(folder / "eval" / f"iter{t}" / "metrics.json")
+            row = {**{k: point.get(k) for k in POINT_KEYS}, "setting": setting_of(point), "iteration": t,
+                   **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "iteration"}}
+            if t >= 1:
+                annotation = read_json(results / stage_folder(path, t, "annotate") / f"iter{t}" / "annotate" / "annotation.json")
+                training = read_json(results / "sweep" / path / f"iter{t}" / "train" / "train_summary.json")
+                row.update(pairs=annotation["pairs"], oracle_calls=annotation["oracle_calls"],
+                           train_loss=training["last_metrics"].get("loss"))
+            rows.append(row)
     return rows
+
+
+def summarize(rows: list[dict], iterations: int) -> list[dict]:
+    """The last iteration per setting: mean and standard deviation over seeds of every metric."""
+    last = [r for r in rows if r["iteration"] == iterations]
+    summary = []
+    for setting in dict.fromkeys(r["setting"] for r in last):
+        group = [r for r in last if r["setting"] == setting]
+        row = {k: group[0][k] for k in POINT_KEYS if k != "seed"}
+        row["seeds"] = len(group)
+        for name in columns(group):
+            values = [r[name] for r in group if isinstance(r.get(name), (int, float))]
+            if name in NOT_PLOTTED or not values:
+                continue
+            row[name] = statistics.fmean(values)
+            row[f"{name}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+        summary.append(row)
+    return summary
 
 
 def columns(rows: list[dict]) -> list[str]:
@@ -67,24 +104,39 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def to_markdown(rows: list[dict]) -> str:
-    names = columns(rows)
+def to_markdown(rows: list[dict], names: list[str] | None = None) -> str:
+    names = names or [n for n in columns(rows) if any(row.get(n) is not None for row in rows)]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(_cell(row.get(n)) for n in names) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
+def _curve(rows: list[dict], setting: str, name: str) -> tuple[list, list, list]:
+    """Per iteration: mean over seeds, and the error bar (sd over seeds; the s.e. with one seed)."""
+    xs, ys, errors = [], [], []
+    for t in sorted({r["iteration"] for r in rows}):
+        group = [r for r in rows if r["setting"] == setting and r["iteration"] == t and r.get(name) is not None]
+        if not group:
+            continue
+        values = [r[name] for r in group]
+        xs.append(t)
+        ys.append(statistics.fmean(values))
+        if len(values) > 1:
+            errors.append(statistics.stdev(values))
+        else:
+            errors.append(group[0].get({"win_rate": "standard_error", "length_controlled_winrate": "lc_standard_error"}.get(name, ""), 0.0) or 0.0)
+    return xs, ys, errors
+
+
 def _draw(ax, rows: list[dict], name: str) -> None:
-    points = [(row["iteration"], row[name], row.get("standard_error")) for row in rows if row.get(name) is not None]
-    xs, ys, errors = zip(*points)
-    if name == "win_rate":
-        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3)
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        xs, ys, errors = _curve(rows, setting, name)
+        ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=setting)
+    if name in ("win_rate", "length_controlled_winrate"):
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    else:
-        ax.plot(xs, ys, marker="o")
     ax.set_xlabel("iteration")
     ax.set_title(TITLES.get(name, name), fontsize=9)
-    ax.set_xticks(list(xs))
+    ax.set_xticks(sorted({r["iteration"] for r in rows}))
     ax.grid(True, alpha=0.3)
 
 
@@ -95,37 +147,74 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def plot(rows: list[dict], output_dir: Path) -> list[Path]:
-    """A PNG per numeric metric, and overview.png with all of them; returns the paths, overview first."""
+    """A PNG per numeric metric, overview.png with all of them, length_vs_tau.png; overview first."""
     names = [n for n in columns(rows) if n not in NOT_PLOTTED]
     names.sort(key=lambda n: list(TITLES).index(n) if n in TITLES else len(TITLES))
     per_row = 4
-    overview = Figure(figsize=(3.4 * per_row, 2.9 * -(-len(names) // per_row)), layout="constrained")
-    axes = overview.subplots(-(-len(names) // per_row), per_row, squeeze=False).flat
+    n_rows = -(-len(names) // per_row)
+    overview = Figure(figsize=(3.6 * per_row, 3.0 * n_rows + 0.8), layout="constrained")
+    axes = list(overview.subplots(n_rows, per_row, squeeze=False).flat)
     paths = [output_dir / "overview.png"]
     for name, ax in zip(names, axes):
         _draw(ax, rows, name)
-        fig = Figure(figsize=(4.5, 3.2), layout="constrained")
-        _draw(fig.subplots(), rows, name)
+        fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+        single = fig.subplots()
+        _draw(single, rows, name)
+        single.legend(fontsize=6)
         paths.append(output_dir / f"{name}.png")
         _save(fig, paths[-1])
-    for ax in list(axes):
+    for ax in axes[len(names):]:
         ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    overview.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=2)
     _save(overview, paths[0])
+    paths.append(output_dir / "length_vs_tau.png")
+    _save(plot_length_vs_tau(rows), paths[-1])
     return paths
 
 
+def plot_length_vs_tau(rows: list[dict]) -> Figure:
+    """Final mean response length against tau, for the INPO points (tau = 0: INPO without KL)."""
+    last = max(r["iteration"] for r in rows)
+    fig = Figure(figsize=(4.8, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for judge in dict.fromkeys(r["judge"] for r in rows):
+        points = [(r["tau"] if r["tau"] is not None else 0.0, r["mean_length"]) for r in rows
+                  if r["iteration"] == last and r["judge"] == judge and r["algo"] in ("inpo", "inpo_nokl")]
+        if points:
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, "o", label=judge)
+    sft = next(r["mean_length"] for r in rows if r["iteration"] == 0)
+    ax.axhline(sft, color="grey", lw=0.8, ls="--", label="SFT")
+    ax.set(xlabel="tau (KL weight)", ylabel="mean length (tokens)", title=f"response length after iteration {last}")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
 def run(cfg: DictConfig) -> list[dict]:
-    if cfg.iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {cfg.iterations}")
-    rows = gather(Path(cfg.results), cfg.iterations)
+    if cfg.iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {cfg.iterations}")
+    if not cfg.points:
+        raise ValueError("points must name at least one experiment point")
+    rows = gather(Path(cfg.results), cfg.iterations, list(cfg.points))
+    summary = summarize(rows, cfg.iterations)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = plot(rows, out)
     write_text(out / "report.csv", to_csv(rows))
+    write_text(out / "summary.csv", to_csv(summary))
+    main_columns = [c for c in ("algo", "judge", "eta", "tau", "beta", "seeds", "win_rate", "win_rate_sd",
+                                "length_controlled_winrate", "length_controlled_winrate_sd", "mean_length",
+                                "mean_length_sd", "duality_gap", "duality_gap_sd", "share_correct", "oracle_calls")
+                    if any(r.get(c) is not None for r in summary)]
     body = ["# INPO report", "",
-            "Row t: the policy after iteration t (0 = the SFT model), evaluated on the held-out prompts.", "",
+            f"## After iteration {cfg.iterations} (mean and standard deviation over seeds)", "",
+            to_markdown(summary, main_columns), "",
+            "## Every point and iteration (iteration 0: the SFT model, evaluated on the held-out prompts)", "",
             to_markdown(rows), *(f"![{p.stem}]({p.name})" for p in figures)]
     write_text(out / "report.md", "\n".join(body) + "\n")
+    write_text(out / "summary.md", to_markdown(summary, main_columns))
     return rows
 
 

@@ -195,7 +195,10 @@ def fit(
                     )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and settings.max_grad_norm > 0:
-                    metrics["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
+                    # under DeepSpeed the engine clips (its gradient_clipping) and may report no norm
+                    norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                    if norm is not None:
+                        metrics["grad_norm"] = float(norm)
                 optimizer.step()
                 optimizer.zero_grad()
             for key, value in {"loss": loss.item(), **metrics}.items():

@@ -7,43 +7,36 @@ rule baseline_answers:
     output:
         f"{R}/eval/baseline/samples.jsonl",
     params:
-        k=config["n_eval_samples"],
-        seed=config["seed"],
-        extra=overrides("sample"),
+        args=lambda wc, input, output: hydra_args(
+            "sample", os.path.dirname(output[0]), policy=input.policy, prompts=input.prompts, output=output[0],
+            n_samples=config["n_eval_samples"], iteration=0, seed=config["seed"]),
     log:
         f"{R}/logs/baseline_answers.log",
     benchmark:
         f"{R}/benchmarks/baseline_answers.tsv"
-    resources:
-        **resources_of("sample"),
     shell:
-        # iteration=0 keeps these samples' seed apart from every training iteration's.
-        "{PYTHON} -m inpo.sample policy={input.policy} prompts={input.prompts} output={output} "
-        "n_samples={params.k} iteration=0 seed={params.seed} hydra.run.dir=$(dirname {output}) {params.extra} > {log} 2>&1"
+        # iteration=0 keeps these samples' seed apart from every training iteration's
+        "{PYTHON} -m inpo.sample {params.args} > {log} 2>&1"
 
 
 rule evaluate:
-    """Win rate against the SFT answers, mean length, duality gap of the policy after iteration t (0 = SFT)."""
+    """Win rate against the SFT answers, mean length, duality gap of the policy after iteration t (chain sft: the SFT model)."""
     input:
         conf("evaluate", f"judge/{config['eval_judge']}", "sampler/hf"),
-        policy=lambda wc: evaluated_policy(wc.t),
+        policy=lambda wc: evaluated_policy(wc.chain, wc.t),
         prompts=f"{R}/prompts/eval/prompts.jsonl",
         baseline=f"{R}/eval/baseline/samples.jsonl",
     output:
-        metrics=f"{R}/eval/iter{{t}}/metrics.json",
-        answers=f"{R}/eval/iter{{t}}/answers.jsonl",
+        metrics=f"{R}/{{chain}}/eval/iter{{t}}/metrics.json",
+        answers=f"{R}/{{chain}}/eval/iter{{t}}/answers.jsonl",
     params:
-        judge=config["eval_judge"],
-        k=config["n_eval_samples"],
-        seed=config["seed"],
-        extra=overrides("evaluate"),
+        args=lambda wc, input, output: hydra_args(
+            "evaluate", os.path.dirname(output.metrics), policy=input.policy, prompts=input.prompts,
+            baseline=input.baseline, output_dir=os.path.dirname(output.metrics), judge=config["eval_judge"],
+            n_samples=config["n_eval_samples"], iteration=wc.t, seed=config["seed"]),
     log:
-        f"{R}/logs/evaluate/iter{{t}}.log",
+        f"{R}/logs/{{chain}}/eval/iter{{t}}.log",
     benchmark:
-        f"{R}/benchmarks/evaluate/iter{{t}}.tsv"
-    resources:
-        **resources_of("evaluate"),
+        f"{R}/benchmarks/{{chain}}/eval/iter{{t}}.tsv"
     shell:
-        "{PYTHON} -m inpo.evaluate policy={input.policy} prompts={input.prompts} baseline={input.baseline} "
-        "output_dir=$(dirname {output.metrics}) judge={params.judge} n_samples={params.k} iteration={wildcards.t} "
-        "seed={params.seed} hydra.run.dir=$(dirname {output.metrics}) {params.extra} > {log} 2>&1"
+        "{PYTHON} -m inpo.evaluate {params.args} > {log} 2>&1"

@@ -2,19 +2,18 @@ rule logps:
     """Summed log-probs of chosen and rejected under pi_ref and pi_t, stored with the pairs."""
     input:
         conf("logps"),
-        pairs=f"{R}/iter{{t}}/annotate/pairs.jsonl",
+        pairs=f"{R}/{{chain}}/iter{{t}}/annotate/pairs.jsonl",
         ref=f"{R}/sft/model",
-        policy=lambda wc: policy_in(wc.t),
+        policy=lambda wc: policy_in(wc.chain, wc.t),
     output:
-        f"{R}/iter{{t}}/logps/scored_pairs.jsonl",
+        f"{R}/{{chain}}/iter{{t}}/logps/scored_pairs.jsonl",
     params:
-        extra=overrides("logps"),
+        args=lambda wc, input, output: hydra_args(
+            "logps", os.path.dirname(output[0]), pairs=input.pairs, ref_policy=input.ref, policy=input.policy,
+            output=output[0]),
     log:
-        f"{R}/logs/logps/iter{{t}}.log",
+        f"{R}/logs/{{chain}}/iter{{t}}/logps.log",
     benchmark:
-        f"{R}/benchmarks/logps/iter{{t}}.tsv"
-    resources:
-        **resources_of("logps"),
+        f"{R}/benchmarks/{{chain}}/iter{{t}}/logps.tsv"
     shell:
-        "{PYTHON} -m inpo.logps pairs={input.pairs} ref_policy={input.ref} policy={input.policy} output={output} "
-        "hydra.run.dir=$(dirname {output}) {params.extra} > {log} 2>&1"
+        "{PYTHON} -m inpo.logps {params.args} > {log} 2>&1"

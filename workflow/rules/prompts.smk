@@ -5,18 +5,14 @@ rule train_prompts:
     output:
         f"{R}/prompts/train_iter{{t}}/prompts.jsonl",
     params:
-        n=config["n_train_prompts"],
-        seed=config["seed"],
-        extra=overrides("prompts"),
+        args=lambda wc, output: hydra_args("prompts", os.path.dirname(output[0]), output=output[0], split="train",
+                                           iteration=wc.t, n_prompts=config["n_train_prompts"], seed=config["seed"]),
     log:
         f"{R}/logs/train_prompts/iter{{t}}.log",
     benchmark:
         f"{R}/benchmarks/train_prompts/iter{{t}}.tsv"
-    resources:
-        **resources_of("prompts"),
     shell:
-        "{PYTHON} -m inpo.prompts output={output} split=train iteration={wildcards.t} n_prompts={params.n} "
-        "seed={params.seed} hydra.run.dir=$(dirname {output}) {params.extra} > {log} 2>&1"
+        "{PYTHON} -m inpo.prompts {params.args} > {log} 2>&1"
 
 
 rule eval_prompts:
@@ -26,15 +22,11 @@ rule eval_prompts:
     output:
         f"{R}/prompts/eval/prompts.jsonl",
     params:
-        n=config["n_eval_prompts"],
-        seed=config["seed"],
-        extra=overrides("prompts"),
+        args=lambda wc, output: hydra_args("prompts", os.path.dirname(output[0]), output=output[0], split="eval",
+                                           n_prompts=config["n_eval_prompts"], seed=config["seed"]),
     log:
         f"{R}/logs/eval_prompts.log",
     benchmark:
         f"{R}/benchmarks/eval_prompts.tsv"
-    resources:
-        **resources_of("prompts"),
     shell:
-        "{PYTHON} -m inpo.prompts output={output} split=eval n_prompts={params.n} "
-        "seed={params.seed} hydra.run.dir=$(dirname {output}) {params.extra} > {log} 2>&1"
+        "{PYTHON} -m inpo.prompts {params.args} > {log} 2>&1"

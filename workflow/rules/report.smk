@@ -1,21 +1,27 @@
 rule report:
-    """One table (Markdown and CSV) and a plot per metric, per iteration."""
+    """Tables (Markdown and CSV) and plots of every point's metrics per iteration.
+
+    Its outputs are also the pages of Snakemake's HTML report: snakemake --report report.html
+    """
     input:
         conf("report"),
-        metrics=expand(f"{R}/eval/iter{{t}}/metrics.json", t=[0] + ITERATIONS),
-        annotations=expand(f"{R}/iter{{t}}/annotate/annotation.json", t=ITERATIONS),
-        training=expand(f"{R}/iter{{t}}/train/train_summary.json", t=ITERATIONS),
+        metrics=[f for point in POINTS for f in evaluations(point)],
+        annotations=[f"{R}/{stage_folder(p, t, 'annotate')}/iter{t}/annotate/annotation.json" for p in POINTS for t in ITERATIONS],
+        training=[f"{R}/sweep/{p}/iter{t}/train/train_summary.json" for p in POINTS for t in ITERATIONS],
     output:
         markdown=f"{REPORT_DIR}/report.md",
-        csv=f"{REPORT_DIR}/report.csv",
+        csv=report(f"{REPORT_DIR}/report.csv", caption="../report/table.rst", category="Tables"),
+        summary=report(f"{REPORT_DIR}/summary.csv", caption="../report/summary.rst", category="Tables"),
+        win_rate=report(f"{REPORT_DIR}/win_rate.png", caption="../report/win_rate.rst", category="Plots"),
+        duality_gap=report(f"{REPORT_DIR}/duality_gap.png", caption="../report/duality_gap.rst", category="Plots"),
+        length=report(f"{REPORT_DIR}/length_vs_tau.png", caption="../report/length_vs_tau.rst", category="Plots"),
+        overview=report(f"{REPORT_DIR}/overview.png", caption="../report/overview.rst", category="Plots"),
     params:
-        extra=overrides("report"),
+        args=hydra_args("report", REPORT_DIR, results=R, iterations=config["iterations"], output_dir=REPORT_DIR,
+                        points=POINTS),
     log:
         f"{R}/logs/report.log",
     benchmark:
         f"{R}/benchmarks/report.tsv"
-    resources:
-        **resources_of("report"),
     shell:
-        "{PYTHON} -m inpo.report results={R} iterations={config[iterations]} output_dir={REPORT_DIR} "
-        "hydra.run.dir={REPORT_DIR} {params.extra} > {log} 2>&1"
+        "{PYTHON} -m inpo.report {params.args} > {log} 2>&1"

@@ -1,22 +1,18 @@
 rule sample:
-    """K responses per training prompt from pi_t."""
+    """K responses per training prompt from pi_t (iteration 1: shared by the points with the same seed)."""
     input:
         conf("sample", "sampler/hf"),
-        policy=lambda wc: policy_in(wc.t),
+        policy=lambda wc: policy_in(wc.chain, wc.t),
         prompts=f"{R}/prompts/train_iter{{t}}/prompts.jsonl",
     output:
-        f"{R}/iter{{t}}/sample/samples.jsonl",
+        f"{R}/{{chain}}/iter{{t}}/sample/samples.jsonl",
     params:
-        k=config["n_samples"],
-        seed=config["seed"],
-        extra=overrides("sample"),
+        args=lambda wc, input, output: hydra_args(
+            "sample", os.path.dirname(output[0]), policy=input.policy, prompts=input.prompts, output=output[0],
+            n_samples=config["n_samples"], iteration=wc.t, seed=segment(wc.chain, "seed")),
     log:
-        f"{R}/logs/sample/iter{{t}}.log",
+        f"{R}/logs/{{chain}}/iter{{t}}/sample.log",
     benchmark:
-        f"{R}/benchmarks/sample/iter{{t}}.tsv"
-    resources:
-        **resources_of("sample"),
+        f"{R}/benchmarks/{{chain}}/iter{{t}}/sample.tsv"
     shell:
-        "{PYTHON} -m inpo.sample policy={input.policy} prompts={input.prompts} output={output} "
-        "n_samples={params.k} iteration={wildcards.t} seed={params.seed} "
-        "hydra.run.dir=$(dirname {output}) {params.extra} > {log} 2>&1"
+        "{PYTHON} -m inpo.sample {params.args} > {log} 2>&1"

@@ -6,15 +6,11 @@ rule sft:
         model=directory(f"{R}/sft/model"),
         summary=f"{R}/sft/sft_summary.json",
     params:
-        seed=config["seed"],
-        extra=overrides("sft"),
+        args=lambda wc, output: hydra_args("sft", f"{R}/sft", output=output.model, work_dir=f"{R}/sft", seed=config["seed"]),
     log:
         f"{R}/logs/sft.log",
     benchmark:
         f"{R}/benchmarks/sft.tsv"
     threads: 2
-    resources:
-        **resources_of("sft"),
     shell:
-        "{PYTHON} -m inpo.sft output={output.model} work_dir={R}/sft seed={params.seed} "
-        "hydra.run.dir={R}/sft {params.extra} > {log} 2>&1"
+        "{TRAINER} -m inpo.sft {params.args} > {log} 2>&1"

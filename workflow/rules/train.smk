@@ -1,26 +1,21 @@
 rule train:
-    """Minimize the INPO loss from pi_t: pi_{t+1}. A killed job resumes from its checkpoint."""
+    """Minimize the point's loss (conf/algo) from pi_t: pi_{t+1}. A killed job resumes from its checkpoint."""
     input:
-        conf("train", f"algo/{config['algo']}"),
-        pairs=f"{R}/iter{{t}}/logps/scored_pairs.jsonl",
-        policy=lambda wc: policy_in(wc.t),
+        lambda wc: conf("train", f"algo/{parse_point(wc.point)['algo']}"),
+        pairs=lambda wc: f"{R}/{stage_folder(wc.point, wc.t, 'logps')}/iter{wc.t}/logps/scored_pairs.jsonl",
+        policy=lambda wc: policy_in(f"sweep/{wc.point}", wc.t),
     output:
-        policy=directory(f"{R}/iter{{t}}/train/policy"),
-        summary=f"{R}/iter{{t}}/train/train_summary.json",
+        policy=directory(f"{R}/sweep/{{point}}/iter{{t}}/train/policy"),
+        summary=f"{R}/sweep/{{point}}/iter{{t}}/train/train_summary.json",
     params:
-        algo=config["algo"],
-        eta=config["eta"],
-        tau=config["tau"],
-        seed=config["seed"],
-        extra=overrides("train"),
+        algo=lambda wc: " ".join(train_overrides(parse_point(wc.point))),
+        args=lambda wc, input, output: hydra_args(
+            "train", os.path.dirname(output.summary), pairs=input.pairs, policy=input.policy, output=output.policy,
+            work_dir=os.path.dirname(output.summary), iteration=wc.t, seed=parse_point(wc.point)["seed"]),
     log:
-        f"{R}/logs/train/iter{{t}}.log",
+        f"{R}/logs/sweep/{{point}}/iter{{t}}/train.log",
     benchmark:
-        f"{R}/benchmarks/train/iter{{t}}.tsv"
+        f"{R}/benchmarks/sweep/{{point}}/iter{{t}}/train.tsv"
     threads: 2
-    resources:
-        **resources_of("train"),
     shell:
-        "{PYTHON} -m inpo.train pairs={input.pairs} policy={input.policy} output={output.policy} "
-        "work_dir=$(dirname {output.summary}) algo={params.algo} algo.eta={params.eta} algo.tau={params.tau} "
-        "iteration={wildcards.t} seed={params.seed} hydra.run.dir=$(dirname {output.summary}) {params.extra} > {log} 2>&1"
+        "{TRAINER} -m inpo.train {params.algo} {params.args} > {log} 2>&1"
