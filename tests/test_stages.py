@@ -171,30 +171,53 @@ def test_killed_training_resumes_from_its_checkpoint(chain, tmp_path):
         torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
     steps = [json.loads(line)["step"] for line in (killed / "train_log.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)), "log lines after the checkpoint must not be duplicated on resume"
+    assert not (killed / "checkpoints").exists(), "checkpoints are removed once the model is saved"
 
 
-def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    model = torch.nn.Linear(2, 1)
+def nan_at_call(n):
+    """A loss that turns NaN at its n-th call, like a diverging run."""
     calls = []
 
     def loss_fn(model, batch):
         calls.append(1)
         loss = model(batch).pow(2).mean()
-        return (loss * float("nan") if len(calls) == 5 else loss), {}
+        return (loss * float("nan") if len(calls) == n else loss), {}
 
-    settings = OptimSettings(learning_rate=0.1, batch_size=1, checkpoint_every=2, log_every=1)
+    return loss_fn
+
+
+def fit_linear(tmp_path, loss_fn, learning_rate=0.1):
+    settings = OptimSettings(learning_rate=learning_rate, batch_size=1, checkpoint_every=2, log_every=1)
+    return fit(torch.nn.Linear(2, 1), [torch.ones(2)] * 8, torch.stack, loss_fn, settings, seed=0, work_dir=tmp_path,
+               output=tmp_path / "model", tokenizer=None)
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss .* epoch 0, batch 4.*checkpoint"):
-        fit(model, [torch.ones(2)] * 8, torch.stack, loss_fn, settings, seed=0, work_dir=tmp_path,
-            output=tmp_path / "model", tokenizer=None)
+        fit_linear(tmp_path, nan_at_call(5))
     assert json.loads((latest_checkpoint(tmp_path / "checkpoints") / "progress.json").read_text())["step"] == 4
     assert not (tmp_path / "model").exists()
+
+
+def test_a_checkpoint_of_another_training_setup_is_not_resumed(tmp_path, capsys):
+    with pytest.raises(NonFiniteLossError):
+        fit_linear(tmp_path, nan_at_call(5))
+    first = json.loads((latest_checkpoint(tmp_path / "checkpoints") / "progress.json").read_text())
+    # same examples and seed, another learning rate: starts from step 0 (and fails at the same batch)
+    with pytest.raises(NonFiniteLossError, match="batch 4"):
+        fit_linear(tmp_path, nan_at_call(5), learning_rate=0.01)
+    assert "from another training setup: starting afresh" in capsys.readouterr().out
+    second = json.loads((latest_checkpoint(tmp_path / "checkpoints") / "progress.json").read_text())
+    assert second["step"] == 4 and second["fingerprint"] != first["fingerprint"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
 def test_hydra_multirun_trains_one_policy_per_combination(chain, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "inpo.train", "-m", "algo.eta=0.1,0.2", "algo.tau=0,0.05", f"pairs={chain}/scored.jsonl",
-         f"policy={chain}/sft/model", "optim.epochs=1", f"hydra.sweep.dir={tmp_path}"],
+         f"policy={chain}/sft/model", f"hydra.sweep.dir={tmp_path}"],
         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())

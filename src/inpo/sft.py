@@ -65,7 +65,8 @@ def run(cfg: DictConfig) -> dict:
     examples = encode_examples(tokenizer, [p["prompt"] for p in prompts], demos)
 
     summary = fit(model, examples, collate, loss_fn, settings, seed=seed, work_dir=cfg.work_dir,
-                  output=cfg.output, tokenizer=tokenizer, description="sft")
+                  output=cfg.output, tokenizer=tokenizer, description="sft",
+                  setup={"model": OmegaConf.to_container(cfg.model)})
     write_json(Path(cfg.work_dir) / "sft_summary.json", summary)
     return summary
 

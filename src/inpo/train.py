@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
 from .logprobs import pad_sequences, sequence_logps
@@ -83,7 +83,8 @@ def run(cfg: DictConfig) -> dict:
     collate, loss_fn = preference_objective(cfg.algo, tokenizer.pad_token_id)
     summary = fit(model, encode_scored_pairs(tokenizer, pairs), collate, loss_fn, settings,
                   seed=stage_seed(cfg.seed, "train", cfg.iteration), work_dir=cfg.work_dir,
-                  output=cfg.output, tokenizer=tokenizer, description=f"train iter {cfg.iteration}")
+                  output=cfg.output, tokenizer=tokenizer, description=f"train iter {cfg.iteration}",
+                  setup={"algo": OmegaConf.to_container(cfg.algo), "policy": str(cfg.policy)})
     summary["pairs"] = len(pairs)
     write_json(Path(cfg.work_dir) / "train_summary.json", summary)
     return summary

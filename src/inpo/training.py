@@ -8,12 +8,13 @@ optimizer-step boundaries so that a killed job resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -106,6 +107,15 @@ def _save_checkpoint(accelerator: Accelerator, checkpoints: Path, progress: dict
     accelerator.wait_for_everyone()
 
 
+def training_fingerprint(settings: OptimSettings, seed: int, examples: Sequence[Any], setup: Any) -> str:
+    """A digest of everything that determines a training run, stored in its checkpoints."""
+    digest = hashlib.sha256(json.dumps({"settings": asdict(settings), "seed": seed, "setup": setup}, sort_keys=True,
+                                       default=str).encode())
+    for example in examples:
+        digest.update(json.dumps(example, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
 def _trim_log(log_path: Path, last_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be written again)."""
     if log_path.exists():
@@ -125,12 +135,16 @@ def fit(
     output: str | os.PathLike,
     tokenizer,
     description: str = "train",
+    setup: Any = None,
 ) -> dict:
     """Minimize ``loss_fn`` over ``examples``, save the model with ``tokenizer`` as a Hugging Face
     folder at ``output``, and return a summary.
 
-    ``work_dir`` holds ``checkpoints/`` (resumed from when present) and ``train_log.jsonl``.
-    A non-finite loss stops training with NonFiniteLossError and leaves the last good checkpoint.
+    ``work_dir`` holds ``checkpoints/`` and ``train_log.jsonl``. A checkpoint is resumed from only
+    if it was made by the same training: the same settings, seed, examples and ``setup`` (anything
+    else the caller wants to count, e.g. the algorithm's config); otherwise training starts afresh.
+    The checkpoints are deleted once the model is saved. A non-finite loss stops training with
+    NonFiniteLossError and leaves the last good checkpoint.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -161,16 +175,23 @@ def fit(
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(settings.warmup_ratio * total_steps), total_steps)
     accelerator.register_for_checkpointing(scheduler)
 
-    progress = {"epoch": 0, "batches_done": 0, "step": 0}
+    fingerprint = training_fingerprint(settings, seed, examples, setup)
+    progress = {"epoch": 0, "batches_done": 0, "step": 0, "fingerprint": fingerprint}
     resumed_from = None
     checkpoint = latest_checkpoint(checkpoints)
-    if checkpoint is not None:
+    if checkpoint is not None and json.loads((checkpoint / "progress.json").read_text()).get("fingerprint") == fingerprint:
         accelerator.load_state(str(checkpoint))
         progress = json.loads((checkpoint / "progress.json").read_text())
         resumed_from = progress["step"]
         if accelerator.is_main_process:
             _trim_log(log_path, resumed_from)
             accelerator.print(f"[{description}] resuming from {checkpoint} at optimizer step {resumed_from}")
+    elif accelerator.is_main_process:
+        if checkpoint is not None:
+            accelerator.print(f"[{description}] {checkpoint} is from another training setup: starting afresh")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
 
     bar = tqdm(total=total_steps, initial=progress["step"], desc=description, disable=not accelerator.is_local_main_process)
     window: dict[str, list[float]] = {}
@@ -207,9 +228,9 @@ def fit(
             if not (accelerator.sync_gradients or end_of_epoch):
                 continue
             scheduler.step()
-            progress = {"epoch": epoch, "batches_done": index + 1, "step": progress["step"] + 1}
+            progress = {"epoch": epoch, "batches_done": index + 1, "step": progress["step"] + 1, "fingerprint": fingerprint}
             if end_of_epoch:
-                progress = {"epoch": epoch + 1, "batches_done": 0, "step": progress["step"]}
+                progress.update(epoch=epoch + 1, batches_done=0)
             bar.update(1)
             step = progress["step"]
             if step % settings.log_every == 0 or step == total_steps:
@@ -228,6 +249,8 @@ def fit(
     accelerator.wait_for_everyone()
     save_policy(accelerator.unwrap_model(model), tokenizer, output, state_dict=accelerator.get_state_dict(model),
                 save_function=accelerator.save, is_main_process=accelerator.is_main_process)
+    if accelerator.is_main_process:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     accelerator.end_training()
     parameters = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
     return {"steps": progress["step"], "total_steps": total_steps, "resumed_from_step": resumed_from,
