@@ -153,6 +153,11 @@ def test_workflow_end_to_end(workflow_copy):
     again = snakemake(workdir=workflow_copy)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
+    html = snakemake("--report", "report.html", workdir=workflow_copy)
+    assert html.returncode == 0, html.stderr[-2000:]
+    page = (workflow_copy / "report.html").read_text()
+    assert "length_vs_tau.png" in page and "Duality gap of each policy" in page
+
     # editing a stage's config reruns that stage and what depends on it, nothing else
     train_config = workflow_copy / "conf/train.yaml"
     train_config.write_text(train_config.read_text().replace("weight_decay: 0.0", "weight_decay: 0.01"))
