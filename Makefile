@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # A CPU machine needs only the CPU build of torch (about 200 MB instead of several GB).
 # This pin is found locally where a wheel directory provides it; elsewhere pass
-# TORCH_INDEX=https://download.pytorch.org/whl/cpu, or TORCH_SPEC= to keep the torch you have.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu. On a GPU machine: TORCH_SPEC=torch (PyPI's CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 
