@@ -161,8 +161,9 @@ def fit(
 
     sampler = EpochShuffle(len(examples), seed)
     loader = DataLoader(list(examples), batch_size=settings.batch_size, sampler=sampler, collate_fn=collate)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    # no weight decay on biases and norm weights
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=settings.learning_rate,
@@ -179,9 +180,10 @@ def fit(
     progress = {"epoch": 0, "batches_done": 0, "step": 0, "fingerprint": fingerprint}
     resumed_from = None
     checkpoint = latest_checkpoint(checkpoints)
-    if checkpoint is not None and json.loads((checkpoint / "progress.json").read_text()).get("fingerprint") == fingerprint:
+    saved = json.loads((checkpoint / "progress.json").read_text()) if checkpoint is not None else {}
+    if saved.get("fingerprint") == fingerprint:
         accelerator.load_state(str(checkpoint))
-        progress = json.loads((checkpoint / "progress.json").read_text())
+        progress = saved
         resumed_from = progress["step"]
         if accelerator.is_main_process:
             _trim_log(log_path, resumed_from)
