@@ -17,18 +17,8 @@ from tqdm.auto import tqdm
 
 from .config import hydra_app
 from .logprobs import pad_sequences, sequence_logps
-from .modeling import default_device, load_policy, prompt_ids, response_ids
+from .modeling import default_device, encode, load_policy
 from .records import PAIR, read_jsonl, write_jsonl
-
-
-def encode_pairs(tokenizer, pairs: list[dict]) -> list[dict]:
-    """Token ids of prompt + chosen and prompt + rejected for each pair (chosen first)."""
-    sequences = []
-    for pair in pairs:
-        p = prompt_ids(tokenizer, pair["prompt"])
-        for side in ("chosen", "rejected"):
-            sequences.append({"ids": p + response_ids(tokenizer, pair[side]), "response_start": len(p)})
-    return sequences
 
 
 @torch.no_grad()
@@ -57,7 +47,7 @@ def run(cfg: DictConfig) -> list[dict]:
     for role, path in [("ref", cfg.ref_policy)] + ([] if same else [("prev", cfg.policy)]):
         model, tokenizer = load_policy(path, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
         model.eval()
-        sequences = encode_pairs(tokenizer, pairs)
+        sequences = [encode(tokenizer, pair["prompt"], pair[side]) for pair in pairs for side in ("chosen", "rejected")]
         scores[role] = score_sequences(model, sequences, tokenizer.pad_token_id, cfg.batch_size, cfg.chunk_size, f"logps {role}")
         del model
     scores.setdefault("prev", scores["ref"])

@@ -96,5 +96,11 @@ def response_ids(tokenizer, response: str) -> list[int]:
     return tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
+def encode(tokenizer, prompt: str, response: str) -> dict:
+    """``{"ids": prompt + response token ids, "response_start": index of the first response token}``."""
+    p = prompt_ids(tokenizer, prompt)
+    return {"ids": p + response_ids(tokenizer, response), "response_start": len(p)}
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
 from .logprobs import pad_sequences, sequence_logps
-from .modeling import build_llama, build_word_tokenizer, prompt_ids, response_ids
+from .modeling import build_llama, build_word_tokenizer, encode
 from .records import write_json
 from .task import VOCABULARY, TaskConfig, make_demonstration, make_prompts
 from .training import OptimSettings, fit
@@ -24,15 +24,6 @@ def task_config(cfg: DictConfig) -> TaskConfig:
     fields = OmegaConf.to_container(cfg.task, resolve=True)
     fields.pop("name", None)
     return TaskConfig(**fields)
-
-
-def encode_examples(tokenizer, prompts: list[str], responses: list[str]) -> list[dict]:
-    """Token ids of each (prompt, response), with where the response starts."""
-    examples = []
-    for prompt, response in zip(prompts, responses):
-        p = prompt_ids(tokenizer, prompt)
-        examples.append({"ids": p + response_ids(tokenizer, response), "response_start": len(p)})
-    return examples
 
 
 def sft_loss(pad_id: int):
@@ -62,7 +53,7 @@ def run(cfg: DictConfig) -> dict:
     rng = np.random.default_rng(seed)
     demos = [make_demonstration(p["items"], rng, task.p_correct, task.style_probs, task.verbosity_probs) for p in prompts]
     collate, loss_fn = sft_loss(tokenizer.pad_token_id)
-    examples = encode_examples(tokenizer, [p["prompt"] for p in prompts], demos)
+    examples = [encode(tokenizer, p["prompt"], demo) for p, demo in zip(prompts, demos)]
 
     summary = fit(model, examples, collate, loss_fn, settings, seed=seed, work_dir=cfg.work_dir,
                   output=cfg.output, tokenizer=tokenizer, description="sft",

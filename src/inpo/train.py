@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import hydra_app, stage_seed
 from .logprobs import pad_sequences, sequence_logps
 from .losses import check_inpo_settings, dpo_loss, inpo_loss, ipo_loss
-from .modeling import load_policy, prompt_ids, response_ids
+from .modeling import encode, load_policy
 from .records import SCORED_PAIR, read_jsonl, write_json
 from .training import OptimSettings, fit
 
@@ -41,11 +41,9 @@ def check_algo(algo: DictConfig) -> None:
 def encode_scored_pairs(tokenizer, pairs: list[dict]) -> list[dict]:
     examples = []
     for pair in pairs:
-        p = prompt_ids(tokenizer, pair["prompt"])
+        chosen, rejected = (encode(tokenizer, pair["prompt"], pair[side]) for side in ("chosen", "rejected"))
         examples.append({
-            "chosen": p + response_ids(tokenizer, pair["chosen"]),
-            "rejected": p + response_ids(tokenizer, pair["rejected"]),
-            "response_start": len(p),
+            "chosen": chosen["ids"], "rejected": rejected["ids"], "response_start": chosen["response_start"],
             "logps": [pair["ref_chosen_logp"], pair["ref_rejected_logp"], pair["prev_chosen_logp"], pair["prev_rejected_logp"]],
         })
     return examples
