@@ -18,9 +18,7 @@ with the baseline's answer to the same prompt, and ``metrics.json`` records:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -28,18 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 from .config import hydra_app, stage_seed
 from .game import duality_gap
 from .judges import make_judge
-from .length_control import length_controlled_win_rate
+from .length_control import length_controlled_win_rate, raw_win_rate
 from .records import PROMPT, SAMPLE, read_jsonl, write_json, write_jsonl
 from .sampling import make_sampler
 from .task import describe_distribution
-
-
-def win_rate(per_prompt: Sequence[float]) -> tuple[float, float]:
-    """(mean, standard error of the mean) of the per-prompt win probabilities."""
-    w = np.asarray(per_prompt, dtype=float)
-    if w.size < 2:
-        raise ValueError(f"a win rate with a standard error needs >= 2 prompts, got {w.size}")
-    return float(w.mean()), float(w.std(ddof=1) / math.sqrt(w.size))
 
 
 def length_controlled(judgments: list[dict]) -> dict:
@@ -77,15 +67,16 @@ def run(cfg: DictConfig) -> dict:
     def length(text: str) -> int:
         return len(sampler.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    judgments = []
+    judgments, per_prompt = [], []
     for prompt, mine in zip(prompts, answers):
         theirs = baseline[prompt["id"]]
         for i, answer in enumerate(mine):
             reference = theirs[i % len(theirs)]
             judgments.append({"id": f"{prompt['id']}/{i}", "prompt_id": prompt["id"], "preference": judge.compare(prompt, answer, reference),
                               "length": length(answer), "baseline_length": length(reference)})
-    per_prompt = [float(np.mean([j["preference"] for j in judgments if j["prompt_id"] == p["id"]])) for p in prompts]
-    mean, se = win_rate(per_prompt)
+        per_prompt.append(float(np.mean([j["preference"] for j in judgments[-len(mine):]])))
+    # prompts are the independent units: the win rate's standard error is over per-prompt means
+    mean, se = (value / 100 for value in raw_win_rate(per_prompt))
     metrics = {
         "iteration": cfg.iteration, "win_rate": mean, "standard_error": se,
         **length_controlled(judgments), "n_prompts": len(prompts), "n_samples": cfg.n_samples,
