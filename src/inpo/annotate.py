@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from .config import hydra_app
-from .judges import make_judge, sigmoid
+from .judges import RewardJudge, make_judge, sigmoid
 from .pairs import best_vs_worst, knockout_pair
 from .records import SAMPLE, read_jsonl, write_json, write_jsonl
 
@@ -40,8 +40,8 @@ def run(cfg: DictConfig) -> dict:
     judge = make_judge(**OmegaConf.to_container(cfg.judge, resolve=True))
     pairing = cfg.pairing
     if pairing == "auto":
-        pairing = "best_vs_worst" if hasattr(judge, "reward") else "knockout"
-    if pairing == "best_vs_worst" and not hasattr(judge, "reward"):
+        pairing = "best_vs_worst" if isinstance(judge, RewardJudge) else "knockout"
+    if pairing == "best_vs_worst" and not isinstance(judge, RewardJudge):
         raise ValueError(f"pairing=best_vs_worst needs a reward judge; judge.kind={cfg.judge.kind!r} only compares")
     samples = read_jsonl(cfg.samples, SAMPLE)
     pairs = []

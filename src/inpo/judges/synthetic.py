@@ -23,23 +23,16 @@ visible but second-order (w_length = 0.6: the longest preamble beats none with P
 
 from __future__ import annotations
 
-import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from inpo.judges import Judge, RewardJudge, sigmoid
 from inpo.task import FEATURE_SPACE, N_STYLES, FeatureCell, feature_cell, parse_response
 
 MAX_VERBOSITY = 3  # v / 3 puts the length term in [0, 1]
-
-
-def sigmoid(x: float) -> float:
-    """1 / (1 + exp(-x)), computed so that sigmoid(x) + sigmoid(-x) == 1 exactly."""
-    if x < 0:
-        return 1.0 - sigmoid(-x)
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 def quality(cell: FeatureCell) -> int:
@@ -60,7 +53,7 @@ def verbosity(cell: FeatureCell) -> int:
 
 
 @dataclass(eq=False)
-class FeatureJudge(ABC):
+class FeatureJudge(Judge):
     """A judge that depends on a response only through its ``FeatureCell``.
 
     ``preference(record, a, b)`` is P(a > b | prompt) for one A/B order; ``compare`` averages
@@ -69,6 +62,15 @@ class FeatureJudge(ABC):
     """
 
     n_calls: int = field(default=0, init=False)
+
+    @classmethod
+    def from_config(cls, **weights: Any) -> "FeatureJudge":
+        """The judge with the given weights (``w_quality``, ``w_cycle``, ``w_length``) as floats."""
+        allowed = {"w_quality", "w_cycle", "w_length"} & set(cls.__dataclass_fields__)
+        unknown = set(weights) - allowed
+        if unknown:
+            raise ValueError(f"judge {cls.__name__} takes weights {sorted(allowed)}, got unknown {sorted(unknown)}")
+        return cls(**{name: float(w) for name, w in weights.items()})
 
     @abstractmethod
     def cell_preference(self, a: FeatureCell, b: FeatureCell) -> float:
@@ -125,7 +127,7 @@ class SyntheticPreferenceOracle(FeatureJudge):
 
 
 @dataclass(eq=False)
-class SyntheticRewardOracle(FeatureJudge):
+class SyntheticRewardOracle(FeatureJudge, RewardJudge):
     """The Bradley-Terry variant: r(y) = w_quality q(y) + w_length v(y) / 3, P(a > b) = sigmoid(r(a) - r(b))."""
 
     w_quality: float = 2.0
@@ -145,21 +147,3 @@ class SyntheticRewardOracle(FeatureJudge):
     def preference(self, prompt_record: dict, a_text: str, b_text: str) -> float:
         """sigmoid(r(a) - r(b)); two reward calls."""
         return sigmoid(self.reward(prompt_record, a_text) - self.reward(prompt_record, b_text))
-
-
-JUDGES: dict[str, type[FeatureJudge]] = {
-    "synthetic_preference": SyntheticPreferenceOracle,
-    "synthetic_reward": SyntheticRewardOracle,
-}
-
-
-def make_judge(kind: str, **weights: float) -> FeatureJudge:
-    """Build a judge from a config: ``make_judge(**cfg.judge)`` with ``kind`` and its weights."""
-    if kind not in JUDGES:
-        raise ValueError(f"unknown judge kind {kind!r}; known kinds: {sorted(JUDGES)}")
-    cls = JUDGES[kind]
-    allowed = {"w_quality", "w_cycle", "w_length"} & set(cls.__dataclass_fields__)
-    unknown = set(weights) - allowed
-    if unknown:
-        raise ValueError(f"judge kind {kind!r} takes weights {sorted(allowed)}, got unknown {sorted(unknown)}")
-    return cls(**{name: float(w) for name, w in weights.items()})
