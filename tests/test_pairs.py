@@ -1,9 +1,10 @@
 import math
+import random
 
 import numpy as np
 import pytest
 
-from inpo.pairs import Tournament, best_vs_worst, knockout_pair, max_knockout_comparisons
+from inpo.pairs import Tournament, best_vs_worst, knockout_pair, knockout_rounds, max_knockout_comparisons, play_tournaments
 
 
 def by_score(scores):
@@ -118,3 +119,21 @@ def test_best_vs_worst_takes_argmax_and_argmin_with_ties_to_the_lowest_index():
     assert best_vs_worst([0.1, 3.0, -1.0, 3.0, -1.0]) == (1, 2)
     assert best_vs_worst([2, 1]) == (0, 1)
     assert best_vs_worst([0.5, 0.5, 0.5]) is None
+
+
+def test_tournaments_in_lockstep_match_one_at_a_time_and_batch_each_round():
+    rng = random.Random(3)
+    sizes = [2, 3, 5, 8, 8, 7]
+    tables = [{(i, j): rng.random() for i in range(n) for j in range(i + 1, n)} for n in sizes]
+    alone = [knockout_pair(n, lambda i, j, t=t: t[(i, j)]) for n, t in zip(sizes, tables)]
+    batches = []
+
+    def judge_round(matches):
+        batches.append(len(matches))
+        return [tables[k][m] for k, m in matches]
+
+    together = play_tournaments([knockout_rounds(n) for n in sizes], judge_round)
+    assert together == alone
+    assert sum(batches) <= sum(map(max_knockout_comparisons, sizes))
+    # K = 8 takes four rounds (4 first-round matches, 2 + 2, 1 + 1, the final): all six prompts fit in four batches
+    assert len(batches) == 4 and batches[0] == sum(n // 2 for n in sizes)

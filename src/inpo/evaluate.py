@@ -67,14 +67,13 @@ def run(cfg: DictConfig) -> dict:
     def length(text: str) -> int:
         return len(sampler.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    judgments, per_prompt = [], []
-    for prompt, mine in zip(prompts, answers):
-        theirs = baseline[prompt["id"]]
-        for i, answer in enumerate(mine):
-            reference = theirs[i % len(theirs)]
-            judgments.append({"id": f"{prompt['id']}/{i}", "prompt_id": prompt["id"], "preference": judge.compare(prompt, answer, reference),
-                              "length": length(answer), "baseline_length": length(reference)})
-        per_prompt.append(float(np.mean([j["preference"] for j in judgments[-len(mine):]])))
+    comparisons = [(prompt, answer, baseline[prompt["id"]][i % len(baseline[prompt["id"]])])
+                   for prompt, mine in zip(prompts, answers) for i, answer in enumerate(mine)]
+    preferences = judge.compare_many(comparisons)
+    judgments = [{"id": f"{prompt['id']}/{i % cfg.n_samples}", "prompt_id": prompt["id"], "preference": p,
+                  "length": length(answer), "baseline_length": length(reference)}
+                 for i, ((prompt, answer, reference), p) in enumerate(zip(comparisons, preferences))]
+    per_prompt = np.reshape(preferences, (len(prompts), cfg.n_samples)).mean(axis=1)
     # prompts are the independent units: the win rate's standard error is over per-prompt means
     mean, se = (value / 100 for value in raw_win_rate(per_prompt))
     metrics = {

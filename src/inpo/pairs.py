@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Generator, Sequence
 
 
 @dataclass(frozen=True)
@@ -33,19 +33,24 @@ def max_knockout_comparisons(n: int) -> int:
     return min(math.ceil(3 * n / 2) - 1, n * (n - 1) // 2)
 
 
-def knockout_pair(n: int, compare: Callable[[int, int], float]) -> Tournament | None:
-    """Knockout tournament over responses 0..n-1; ``compare(i, j)`` = P(i beats j), order-averaged.
+def knockout_rounds(n: int) -> Generator[list[tuple[int, int]], list[float], Tournament | None]:
+    """Knockout tournament over responses 0..n-1, played round by round.
+
+    A generator: it yields the matches (i, j), i < j, that a round needs, receives P(i beats j)
+    for each (order-averaged), and returns the ``Tournament`` (or None). Driving many prompts'
+    tournaments in lockstep lets a model judge batch a whole round across prompts.
 
     1. Round one pairs (0, 1), (2, 3), ...; winners go to bracket W, losers to bracket L. With
        n odd the last response has a bye and enters both brackets (it may be best or worst).
     2. W plays single elimination down to y_w (the winner advances); L plays down to y_l (the
-       loser advances). In a round with an odd count the last entrant advances without a match.
+       loser advances), both brackets in the same rounds. In a round with an odd count the last
+       entrant advances without a match.
     3. Final check: y_w vs y_l; the pair is kept only if P(y_w > y_l) > 1/2 strictly.
 
     A match is won by i (the lower index; entrants stay in index order) iff P(i beats j) >= 1/2:
     ties go to the lower index. Responses are i.i.d. samples, so this favours no kind of
     response, and the result is deterministic. Each pair is judged at most once (a repeat
-    reuses the result), so at most ``max_knockout_comparisons(n)`` calls are made.
+    reuses the result), so at most ``max_knockout_comparisons(n)`` matches are asked for.
 
     Returns None when the final check fails, or when one response (the bye) comes out as both
     y_w and y_l, which an intransitive judge allows.
@@ -54,36 +59,78 @@ def knockout_pair(n: int, compare: Callable[[int, int], float]) -> Tournament | 
         raise ValueError(f"a knockout tournament needs at least 2 responses, got {n}")
     results: dict[tuple[int, int], float] = {}
 
+    def ask(matches: list[tuple[int, int]]):
+        """Judge the matches not played yet (as (lower, higher))."""
+        new = list(dict.fromkeys((min(i, j), max(i, j)) for i, j in matches if (min(i, j), max(i, j)) not in results))
+        if new:
+            answers = yield new
+            if len(answers) != len(new):
+                raise ValueError(f"asked for {len(new)} matches, got {len(answers)} results")
+            for match, p in zip(new, answers):
+                p = float(p)
+                if not 0.0 <= p <= 1.0:
+                    raise ValueError(f"P({match[0]} beats {match[1]}) must be a probability in [0, 1], got {p}")
+                results[match] = p
+
     def p_beats(i: int, j: int) -> float:
-        """P(i beats j), asking the judge once per unordered pair (as compare(lower, higher))."""
-        lo, hi = min(i, j), max(i, j)
-        if (lo, hi) not in results:
-            p = float(compare(lo, hi))
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"compare({lo}, {hi}) must be a probability in [0, 1], got {p}")
-            results[(lo, hi)] = p
-        return results[(lo, hi)] if i == lo else 1.0 - results[(lo, hi)]
+        p = results[(min(i, j), max(i, j))]
+        return p if i < j else 1.0 - p
 
-    def match(i: int, j: int) -> tuple[int, int]:
-        """(winner, loser) of i < j; a tie goes to i."""
-        return (i, j) if p_beats(i, j) >= 0.5 else (j, i)
+    def play(entrants: list[int], keep_winner: bool) -> list[int]:
+        """One elimination round of a bracket (its matches already judged)."""
+        advancing = [a if (p_beats(a, b) >= 0.5) == keep_winner else b for a, b in zip(entrants[::2], entrants[1::2])]
+        return advancing + entrants[len(advancing) * 2 :]  # the bye, if any, advances last
 
-    def eliminate(entrants: list[int], keep_winner: bool) -> int:
-        while len(entrants) > 1:
-            advancing = [match(a, b)[0 if keep_winner else 1] for a, b in zip(entrants[::2], entrants[1::2])]
-            entrants = advancing + entrants[len(advancing) * 2 :]  # the bye, if any, advances last
-        return entrants[0]
-
-    first_round = [match(i, i + 1) for i in range(0, n - 1, 2)]
+    first_round = [(i, i + 1) for i in range(0, n - 1, 2)]
+    yield from ask(first_round)
     bye = [n - 1] if n % 2 else []
-    y_w = eliminate([w for w, _ in first_round] + bye, keep_winner=True)
-    y_l = eliminate([l for _, l in first_round] + bye, keep_winner=False)
+    winners = [i if p_beats(i, j) >= 0.5 else j for i, j in first_round] + bye
+    losers = [j if p_beats(i, j) >= 0.5 else i for i, j in first_round] + bye
+    while len(winners) > 1 or len(losers) > 1:
+        yield from ask(list(zip(winners[::2], winners[1::2])) + list(zip(losers[::2], losers[1::2])))
+        winners, losers = play(winners, keep_winner=True), play(losers, keep_winner=False)
+    y_w, y_l = winners[0], losers[0]
     if y_w == y_l:
         return None
+    yield from ask([(y_w, y_l)])
     p_final = p_beats(y_w, y_l)
     if not p_final > 0.5:
         return None
     return Tournament(chosen=y_w, rejected=y_l, preference=p_final, n_comparisons=len(results))
+
+
+def knockout_pair(n: int, compare: Callable[[int, int], float]) -> Tournament | None:
+    """``knockout_rounds(n)`` with ``compare(i, j)`` = P(i beats j) answering each match."""
+    return play_tournaments([knockout_rounds(n)], lambda matches: [compare(i, j) for _, (i, j) in matches])[0]
+
+
+def play_tournaments(tournaments: Sequence[Generator], judge_round: Callable[[list[tuple[int, tuple[int, int]]]], list[float]]) -> list:
+    """Drive several ``knockout_rounds`` generators in lockstep.
+
+    Each round, ``judge_round`` gets every pending match as (tournament index, (i, j)) and
+    returns P(i beats j) for each, in order; returns each tournament's result.
+    """
+    results: list = [None] * len(tournaments)
+    pending: dict[int, list[tuple[int, int]]] = {}
+    for k, t in enumerate(tournaments):
+        try:
+            pending[k] = next(t)
+        except StopIteration as stop:
+            results[k] = stop.value
+    while pending:
+        matches = [(k, m) for k, ms in pending.items() for m in ms]
+        answers = judge_round(matches)
+        if len(answers) != len(matches):
+            raise ValueError(f"asked for {len(matches)} matches, got {len(answers)} results")
+        offset, asked = 0, pending
+        pending = {}
+        for k, ms in asked.items():
+            try:
+                pending[k] = tournaments[k].send(list(answers[offset : offset + len(ms)]))
+            except StopIteration as stop:
+                results[k] = stop.value
+            offset += len(ms)
+    return results
 
 
 def best_vs_worst(rewards: Sequence[float]) -> tuple[int, int] | None:
