@@ -27,6 +27,7 @@ from .config import hydra_app, stage_seed
 from .game import duality_gap
 from .judges import make_judge
 from .length_control import length_controlled_win_rate, raw_win_rate
+from .modeling import conversation
 from .records import PROMPT, SAMPLE, read_jsonl, write_json, write_jsonl
 from .sampling import make_sampler
 from .task import describe_distribution
@@ -61,7 +62,7 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError(f"{cfg.baseline}: no baseline answers for {len(missing)} prompts (first: {missing[0]!r})")
     judge = make_judge(**OmegaConf.to_container(cfg.judge, resolve=True))
     sampler = make_sampler(cfg.policy, OmegaConf.to_container(cfg.sampler, resolve=True))
-    answers = sampler.generate([p["prompt"] for p in prompts], cfg.n_samples,
+    answers = sampler.generate([conversation(p) for p in prompts], cfg.n_samples,
                                seed=stage_seed(cfg.seed, "evaluate", cfg.iteration), desc="evaluate")
 
     def length(text: str) -> int:

@@ -45,7 +45,9 @@ def sequence_logps(
             f"response_mask {tuple(response_mask.shape)} must have the same shape"
         )
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden = model.base_model(
+    # The decoder alone (no LM head over every position); get_decoder reaches it through peft and
+    # DeepSpeed wrappers too.
+    hidden = model.get_decoder()(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
     ).last_hidden_state
     # hidden[:, t] predicts token t + 1.

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .config import hydra_app
 from .logprobs import pad_sequences, sequence_logps
-from .modeling import default_device, encode, load_policy
+from .modeling import conversation, default_device, encode, load_policy
 from .records import PAIR, read_jsonl, write_jsonl
 
 
@@ -47,14 +47,16 @@ def run(cfg: DictConfig) -> list[dict]:
     for role, path in [("ref", cfg.ref_policy)] + ([] if same else [("prev", cfg.policy)]):
         model, tokenizer = load_policy(path, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
         model.eval()
-        sequences = [encode(tokenizer, pair["prompt"], pair[side]) for pair in pairs for side in ("chosen", "rejected")]
+        sequences = [encode(tokenizer, conversation(pair), pair[side], max_length=cfg.max_length,
+                            max_prompt_length=cfg.max_prompt_length) for pair in pairs for side in ("chosen", "rejected")]
         scores[role] = score_sequences(model, sequences, tokenizer.pad_token_id, cfg.batch_size, cfg.chunk_size, f"logps {role}")
         del model
     scores.setdefault("prev", scores["ref"])
     records = [
         {**pair,
          "ref_chosen_logp": scores["ref"][2 * i], "ref_rejected_logp": scores["ref"][2 * i + 1],
-         "prev_chosen_logp": scores["prev"][2 * i], "prev_rejected_logp": scores["prev"][2 * i + 1]}
+         "prev_chosen_logp": scores["prev"][2 * i], "prev_rejected_logp": scores["prev"][2 * i + 1],
+         "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length}
         for i, pair in enumerate(pairs)
     ]
     write_jsonl(cfg.output, records)

@@ -59,6 +59,9 @@ def load_policy(path: str | os.PathLike, *, dtype: str = "auto", device: str | t
         raise FileNotFoundError(f"model {str(path)!r} could not be loaded: not a model folder, or not reachable ({err})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise ValueError(f"model {str(path)!r}: its tokenizer has no chat template; the prompts are chat turns, "
+                         f"so use a chat (SFT/instruct) model or add a chat_template to its tokenizer_config.json")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     return model.to(device), tokenizer
 
@@ -70,6 +73,9 @@ def save_policy(model, tokenizer, path: str | os.PathLike, *, state_dict=None, s
     Under accelerate every process calls this with ``state_dict=accelerator.get_state_dict(model)``
     (gathered from ZeRO-3/FSDP shards) and its ``is_main_process``; only the main one writes.
     """
+    if hasattr(model, "merge_and_unload"):
+        # a LoRA policy is saved merged (inpo.lora): a plain folder for every later stage
+        model, state_dict = model.merge_and_unload(), None
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     if is_main_process and tmp.exists():
@@ -84,11 +90,19 @@ def save_policy(model, tokenizer, path: str | os.PathLike, *, state_dict=None, s
     os.replace(tmp, path)
 
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Token ids of a user prompt under the chat template, ending where the assistant's answer begins."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
-    )
+def conversation(record: Mapping[str, Any]) -> list[dict]:
+    """The chat turns a record's response answers: its ``messages`` (multi-turn prompt sets such
+    as RLHFlow's ``context_messages``) if it has them, else one user turn with its ``prompt``."""
+    return list(record.get("messages") or [{"role": "user", "content": record["prompt"]}])
+
+
+def prompt_ids(tokenizer, prompt: str | Sequence[Mapping[str, str]], max_length: int | None = None) -> list[int]:
+    """Token ids of a prompt (a user message, or chat turns) under the chat template, ending where
+    the assistant's answer begins; cut from the left to ``max_length`` (the question's end and the
+    assistant header are what the answer depends on most)."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return ids[-max_length:] if max_length else ids
 
 
 def response_ids(tokenizer, response: str) -> list[int]:
@@ -96,10 +110,22 @@ def response_ids(tokenizer, response: str) -> list[int]:
     return tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def encode(tokenizer, prompt: str, response: str) -> dict:
-    """``{"ids": prompt + response token ids, "response_start": index of the first response token}``."""
-    p = prompt_ids(tokenizer, prompt)
-    return {"ids": p + response_ids(tokenizer, response), "response_start": len(p)}
+def encode(tokenizer, prompt: str | Sequence[Mapping[str, str]], response: str, *,
+           max_length: int | None = None, max_prompt_length: int | None = None) -> dict:
+    """``{"ids": prompt + response token ids, "response_start": index of the first response token}``.
+
+    The prompt is cut from the left to ``max_prompt_length`` and the response from the right so
+    that the whole fits in ``max_length`` (the paper's 1000 and 2048). Every stage that scores the
+    same pair must cut it the same way, or log pi_ref(y) and log pi(y) are of different tokens.
+    """
+    p = prompt_ids(tokenizer, prompt, max_prompt_length)
+    r = response_ids(tokenizer, response)
+    if max_length:
+        if len(p) >= max_length:
+            raise ValueError(f"max_length={max_length} leaves no room for the response after a {len(p)}-token prompt; "
+                             f"set max_prompt_length below max_length")
+        r = r[: max_length - len(p)]
+    return {"ids": p + r, "response_start": len(p)}
 
 
 def default_device() -> torch.device:

@@ -1,7 +1,9 @@
-"""Stage ``sample``: K responses per prompt from pi_t.
+"""Stage ``sample``: K responses per prompt from pi_t, optionally one shard of the prompts.
 
     python -m inpo.sample policy=results/sft/model prompts=results/prompts/train_iter1.jsonl \
         output=results/iter1/samples.jsonl
+    python -m inpo.sample ... shard=3 n_shards=8 output=.../shards/3.jsonl   # one of 8 jobs
+    python -m inpo.shards merge .../samples.jsonl .../shards/*.jsonl           # then merge them
 """
 
 from __future__ import annotations
@@ -9,18 +11,22 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
+from .modeling import conversation
 from .records import PROMPT, read_jsonl, write_jsonl
 from .sampling import make_sampler
+from .shards import shard_bounds
 
 
 def run(cfg: DictConfig) -> list[dict]:
     if cfg.n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {cfg.n_samples}")
     prompts = read_jsonl(cfg.prompts, PROMPT)
+    start, stop = shard_bounds(len(prompts), cfg.shard, cfg.n_shards)
+    prompts = prompts[start:stop]
     sampler = make_sampler(cfg.policy, OmegaConf.to_container(cfg.sampler, resolve=True))
-    responses = sampler.generate(
-        [p["prompt"] for p in prompts], cfg.n_samples, seed=stage_seed(cfg.seed, "sample", cfg.iteration)
-    )
+    responses = sampler.generate([conversation(p) for p in prompts], cfg.n_samples,
+                                 seed=stage_seed(cfg.seed, "sample", cfg.iteration), offset=start,
+                                 desc=f"sample {cfg.shard + 1}/{cfg.n_shards}" if cfg.n_shards > 1 else "sample")
     records = [{**p, "responses": r} for p, r in zip(prompts, responses)]
     write_jsonl(cfg.output, records)
     return records

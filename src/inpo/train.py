@@ -18,9 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from .config import hydra_app, stage_seed
 from .logprobs import pad_sequences, sequence_logps
 from .losses import check_inpo_settings, dpo_loss, inpo_loss, ipo_loss
-from .modeling import encode, load_policy
+from .lora import apply_lora
+from .modeling import conversation, encode, load_policy
 from .records import SCORED_PAIR, read_jsonl, write_json
-from .training import OptimSettings, fit
+from .training import OptimSettings, fit, make_accelerator
 
 LOSSES = ("inpo", "dpo", "ipo")
 
@@ -38,10 +39,10 @@ def check_algo(algo: DictConfig) -> None:
         raise ValueError(f"algo.beta must be > 0, got {algo.beta}")
 
 
-def encode_scored_pairs(tokenizer, pairs: list[dict]) -> list[dict]:
+def encode_scored_pairs(tokenizer, pairs: list[dict], **truncation) -> list[dict]:
     examples = []
     for pair in pairs:
-        chosen, rejected = (encode(tokenizer, pair["prompt"], pair[side]) for side in ("chosen", "rejected"))
+        chosen, rejected = (encode(tokenizer, conversation(pair), pair[side], **truncation) for side in ("chosen", "rejected"))
         examples.append({
             "chosen": chosen["ids"], "rejected": rejected["ids"], "response_start": chosen["response_start"],
             "logps": [pair["ref_chosen_logp"], pair["ref_rejected_logp"], pair["prev_chosen_logp"], pair["prev_rejected_logp"]],
@@ -73,16 +74,37 @@ def preference_objective(algo: DictConfig, pad_id: int):
     return collate, loss_fn
 
 
+def check_truncation(pairs: list[dict], cfg: DictConfig, path: str) -> None:
+    """The pairs' stored log-probs must be of the token sequences this run trains on."""
+    for key in ("max_length", "max_prompt_length"):
+        stored = pairs[0].get(key)
+        if stored != cfg[key]:
+            raise ValueError(f"{path}: its log-probs were computed with {key}={stored}, but train has {key}={cfg[key]}; "
+                             f"set the same value for both stages")
+
+
 def run(cfg: DictConfig) -> dict:
     check_algo(cfg.algo)
     settings = OptimSettings(**cfg.optim)
     pairs = read_jsonl(cfg.pairs, SCORED_PAIR)
-    model, tokenizer = load_policy(cfg.policy, dtype="float32", trust_remote_code=cfg.trust_remote_code)
+    check_truncation(pairs, cfg, cfg.pairs)
+    description = f"train iter {cfg.iteration}"
+    accelerator = make_accelerator(settings, cfg.work_dir, description)
+    model, tokenizer = load_policy(cfg.policy, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        model = apply_lora(model, cfg.lora)
+        if cfg.gradient_checkpointing:
+            model.enable_input_require_grads()
     collate, loss_fn = preference_objective(cfg.algo, tokenizer.pad_token_id)
-    summary = fit(model, encode_scored_pairs(tokenizer, pairs), collate, loss_fn, settings,
+    examples = encode_scored_pairs(tokenizer, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+    summary = fit(model, examples, collate, loss_fn, settings,
                   seed=stage_seed(cfg.seed, "train", cfg.iteration), work_dir=cfg.work_dir,
-                  output=cfg.output, tokenizer=tokenizer, description=f"train iter {cfg.iteration}",
-                  setup={"algo": OmegaConf.to_container(cfg.algo), "policy": str(cfg.policy)})
+                  output=cfg.output, tokenizer=tokenizer, description=description, accelerator=accelerator,
+                  setup={"algo": OmegaConf.to_container(cfg.algo), "policy": str(cfg.policy),
+                         "lora": OmegaConf.to_container(cfg.lora), "model_dtype": cfg.model_dtype})
     summary["pairs"] = len(pairs)
     write_json(Path(cfg.work_dir) / "train_summary.json", summary)
     return summary

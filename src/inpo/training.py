@@ -81,6 +81,22 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+def make_accelerator(settings: OptimSettings, work_dir: str | os.PathLike, description: str = "train") -> Accelerator:
+    """The Accelerator of a training run (precision, accumulation, TensorBoard when installed)."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    accelerator = Accelerator(
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        mixed_precision=settings.resolved_precision(),
+        log_with="tensorboard" if tensorboard else None,
+        project_dir=str(work_dir),
+    )
+    if tensorboard:
+        accelerator.init_trackers(description)
+    return accelerator
+
+
 def latest_checkpoint(checkpoints: Path) -> Path | None:
     """The checkpoint folder named by ``checkpoints/latest``, if any."""
     pointer = checkpoints / "latest"
@@ -136,6 +152,7 @@ def fit(
     tokenizer,
     description: str = "train",
     setup: Any = None,
+    accelerator: Accelerator | None = None,
 ) -> dict:
     """Minimize ``loss_fn`` over ``examples``, save the model with ``tokenizer`` as a Hugging Face
     folder at ``output``, and return a summary.
@@ -144,20 +161,13 @@ def fit(
     if it was made by the same training: the same settings, seed, examples and ``setup`` (anything
     else the caller wants to count, e.g. the algorithm's config); otherwise training starts afresh.
     The checkpoints are deleted once the model is saved. A non-finite loss stops training with
-    NonFiniteLossError and leaves the last good checkpoint.
+    NonFiniteLossError and leaves the last good checkpoint. Pass the ``accelerator`` made by
+    ``make_accelerator`` before loading the model: under DeepSpeed ZeRO-3 the Accelerator must
+    exist first, so that ``from_pretrained`` loads each rank's shard instead of the whole model.
     """
     work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
     checkpoints, log_path = work_dir / "checkpoints", work_dir / "train_log.jsonl"
-    tensorboard = importlib.util.find_spec("tensorboard") is not None
-    accelerator = Accelerator(
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        mixed_precision=settings.resolved_precision(),
-        log_with="tensorboard" if tensorboard else None,
-        project_dir=str(work_dir),
-    )
-    if tensorboard:
-        accelerator.init_trackers(description)
+    accelerator = accelerator or make_accelerator(settings, work_dir, description)
 
     sampler = EpochShuffle(len(examples), seed)
     loader = DataLoader(list(examples), batch_size=settings.batch_size, sampler=sampler, collate_fn=collate)

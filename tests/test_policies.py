@@ -1,0 +1,125 @@
+"""Policies as Hugging Face models: chat turns, truncation, LoRA, sharded sampling, backends."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM
+
+from inpo import logps, sample, train
+from inpo.config import load_config
+from inpo.modeling import build_llama, build_word_tokenizer, conversation, encode, load_policy, prompt_ids, save_policy
+from inpo.records import RecordError, read_jsonl, write_jsonl
+from inpo.sampling import make_sampler
+from inpo.shards import merge, shard_bounds
+from inpo.task import VOCABULARY, make_prompts, render_response
+
+ARCHITECTURE = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "num_key_value_heads": 1, "max_position_embeddings": 64, "tie_word_embeddings": True}
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    """A tiny random policy folder, and a prompt set of the embedded task."""
+    root = tmp_path_factory.mktemp("policy")
+    tokenizer = build_word_tokenizer(VOCABULARY)
+    save_policy(build_llama(tokenizer, ARCHITECTURE, seed=0), tokenizer, root / "model")
+    write_jsonl(root / "prompts.jsonl", make_prompts(10, seed=1, split="train1", min_items=2, max_items=4))
+    return root
+
+
+def test_encode_cuts_the_prompt_from_the_left_and_the_response_from_the_right(policy):
+    _, tokenizer = load_policy(policy / "model")
+    prompt, response = "sort 3 1 2", render_response([1, 2, 3], 0, 2)
+    full = encode(tokenizer, prompt, response)
+    cut = encode(tokenizer, prompt, response, max_length=full["response_start"] + 3, max_prompt_length=4)
+    assert cut["response_start"] == 4 and cut["ids"][:4] == full["ids"][full["response_start"] - 4 : full["response_start"]]
+    assert cut["ids"][4:] == full["ids"][full["response_start"] :][: full["response_start"] + 3 - 4]
+    with pytest.raises(ValueError, match="max_prompt_length"):
+        encode(tokenizer, prompt, response, max_length=3)
+
+
+def test_a_record_with_chat_turns_is_prompted_with_all_of_them(policy):
+    _, tokenizer = load_policy(policy / "model")
+    turns = [{"role": "user", "content": "sort 2 1"}, {"role": "assistant", "content": "( 1 2 )"},
+             {"role": "user", "content": "sort 3 1"}]
+    assert conversation({"id": "a", "prompt": "sort 3 1"}) == [{"role": "user", "content": "sort 3 1"}]
+    assert conversation({"id": "a", "prompt": "sort 3 1", "messages": turns}) == turns
+    ids = prompt_ids(tokenizer, turns)
+    assert tokenizer.decode(ids).count("<user>") == 2 and len(ids) > len(prompt_ids(tokenizer, "sort 3 1"))
+
+
+def test_a_model_without_a_chat_template_is_refused_by_name(policy, tmp_path):
+    model, tokenizer = load_policy(policy / "model")
+    tokenizer.chat_template = None
+    save_policy(model, tokenizer, tmp_path / "base")
+    with pytest.raises(ValueError, match="no chat template"):
+        load_policy(tmp_path / "base")
+
+
+def scored_pairs(policy, root, **truncation):
+    records = read_jsonl(policy / "prompts.jsonl")
+    pairs = [{"id": r["id"], "prompt": r["prompt"], "chosen": render_response(sorted(r["items"]), 0, 1),
+              "rejected": render_response(r["items"], 2, 0)} for r in records]
+    write_jsonl(root / "pairs.jsonl", pairs)
+    overrides = [f"{k}={v}" for k, v in truncation.items()]
+    logps.run(load_config("logps", [f"pairs={root}/pairs.jsonl", f"ref_policy={policy}/model", f"policy={policy}/model",
+                                    f"output={root}/scored.jsonl", *overrides]))
+    return root / "scored.jsonl"
+
+
+def test_lora_trains_adapters_only_and_saves_a_merged_plain_policy(policy, tmp_path):
+    pairs = scored_pairs(policy, tmp_path)
+    summary = train.run(load_config("train", [f"pairs={pairs}", f"policy={policy}/model", f"output={tmp_path}/policy",
+                                              f"work_dir={tmp_path}/work", "lora.enabled=true", "lora.r=4",
+                                              "optim.learning_rate=1e-2", "optim.epochs=2", "optim.batch_size=4"]))
+    assert summary["steps"] == 6
+    with safe_open(str(tmp_path / "policy" / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "lora" in k]
+    before = load_policy(policy / "model")[0].state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "policy").state_dict()
+    # the adapters sit on the linear layers (all-linear): those move, the embeddings and norms do not
+    assert not torch.equal(before["model.layers.0.self_attn.q_proj.weight"], after["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(before["model.embed_tokens.weight"], after["model.embed_tokens.weight"])
+    assert torch.equal(before["model.norm.weight"], after["model.norm.weight"])
+
+
+def test_train_refuses_log_probs_of_differently_truncated_pairs(policy, tmp_path):
+    pairs = scored_pairs(policy, tmp_path, max_length=40, max_prompt_length=20)
+    assert read_jsonl(pairs)[0]["max_length"] == 40
+    with pytest.raises(ValueError, match="max_length=40, but train has max_length=None"):
+        train.run(load_config("train", [f"pairs={pairs}", f"policy={policy}/model", f"output={tmp_path}/p",
+                                        f"work_dir={tmp_path}/w"]))
+
+
+def test_shards_split_evenly_and_merge_back_in_order(policy, tmp_path):
+    assert [shard_bounds(10, k, 3) for k in range(3)] == [(0, 4), (4, 7), (7, 10)]
+    assert [shard_bounds(2, k, 3) for k in range(3)] == [(0, 1), (1, 2), (2, 2)]
+    with pytest.raises(ValueError, match="shard=3, n_shards=3"):
+        shard_bounds(10, 3, 3)
+    shards = []
+    for k in range(3):
+        shards.append(tmp_path / f"shard{k}.jsonl")
+        sample.run(load_config("sample", [f"policy={policy}/model", f"prompts={policy}/prompts.jsonl",
+                                          f"output={shards[-1]}", "n_samples=2", f"shard={k}", "n_shards=3",
+                                          "sampler.max_new_tokens=4"]))
+    done = subprocess.run([sys.executable, "-m", "inpo.shards", "merge", str(tmp_path / "all.jsonl"), *map(str, shards)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    merged = read_jsonl(tmp_path / "all.jsonl")
+    assert [r["id"] for r in merged] == [r["id"] for r in read_jsonl(policy / "prompts.jsonl")]
+    assert all(len(r["responses"]) == 2 for r in merged)
+    with pytest.raises(RecordError, match="shards overlap"):
+        merge(str(tmp_path / "bad.jsonl"), [str(shards[0]), str(shards[0])])
+
+
+def test_the_vllm_backend_says_how_to_install_it(policy):
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"pip install 'inpo\[vllm\]'"):
+            make_sampler(str(policy / "model"), load_config("sample", ["sampler=vllm", "policy=x", "prompts=x", "output=x"]).sampler)
+    else:
+        pytest.skip("vLLM is installed here")
