@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from alpaca_eval_package import import_alpaca_eval
 
 from inpo.length_control import (
     length_controlled_win_rate,
@@ -64,18 +63,7 @@ def synthetic(n=600, theta=-0.3, beta=1.2, gamma=-0.8, noise=0.7, seed=0):
 
 @pytest.fixture(scope="module")
 def glm_winrate():
-    """alpaca_eval.metrics.glm_winrate; alpaca-eval 0.6.6 imports pkg_resources (gone from recent
-    setuptools) for two version helpers we never call, so a stand-in is present while it imports."""
-    pytest.importorskip("sklearn", reason="alpaca-eval (dev extra) is not installed")
-    with pytest.MonkeyPatch.context() as patch:
-        try:
-            import pkg_resources  # noqa: F401
-        except ImportError:
-            patch.setitem(sys.modules, "pkg_resources", types.ModuleType("pkg_resources"))
-        module = pytest.importorskip(
-            "alpaca_eval.metrics.glm_winrate", reason="alpaca-eval (dev extra) is not installed"
-        )
-    return module
+    return import_alpaca_eval("alpaca_eval.metrics.glm_winrate")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from inpo import logps, sample, train
+from inpo import logps, prompts, sample, train
 from inpo.config import load_config
 from inpo.modeling import build_llama, build_word_tokenizer, conversation, encode, load_policy, prompt_ids, save_policy
 from inpo.records import RecordError, read_jsonl, write_jsonl
@@ -123,3 +123,18 @@ def test_the_vllm_backend_says_how_to_install_it(policy):
             make_sampler(str(policy / "model"), load_config("sample", ["sampler=vllm", "policy=x", "prompts=x", "output=x"]).sampler)
     else:
         pytest.skip("vLLM is installed here")
+
+
+def test_prompt_sets_come_from_a_dataset_file_with_chat_turns(tmp_path):
+    rows = [{"context_messages": [{"role": "user", "content": "Write a haiku."}]},
+            {"context_messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit."}]}]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    records = prompts.run(load_config("prompts", [f"output={tmp_path}/p.jsonl", f"dataset.path={tmp_path}/rows.jsonl",
+                                                  "n_prompts=null", "iteration=2"]))
+    assert records == [{"id": "train2-000000", "prompt": "Write a haiku."},
+                       {"id": "train2-000001", "prompt": "Name a fruit.", "messages": rows[1]["context_messages"]}]
+    write_jsonl(tmp_path / "bad.jsonl", [{"context_messages": [{"role": "assistant", "content": "hi"}]}])
+    with pytest.raises(RecordError, match=r"row 0: 'context_messages' must be a list of chat turns ending with a user turn"):
+        prompts.run(load_config("prompts", [f"output={tmp_path}/q.jsonl", f"dataset.path={tmp_path}/bad.jsonl"]))
+    with pytest.raises(FileNotFoundError, match="dataset.path="):
+        prompts.run(load_config("prompts", [f"output={tmp_path}/q.jsonl", f"dataset.path={tmp_path}/missing.jsonl"]))

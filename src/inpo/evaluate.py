@@ -1,5 +1,15 @@
-"""Stage ``evaluate``: the policy answers the held-out prompts, the judge compares each answer
-with the baseline's answer to the same prompt, and ``metrics.json`` records:
+"""Stage ``evaluate``: the policy answers an evaluation's prompts, a judge compares its answers
+with a baseline's, and ``metrics.json`` records the scores. The ``eval`` config group picks what:
+
+- ``heldout`` (the embedded default): the held-out prompts against the SFT model's answers;
+- ``alpaca_eval_2``: AlpacaEval 2.0's 805 instructions against GPT-4 Turbo's reference outputs,
+  judged by the weighted API judge; writes ``model_outputs.json`` and ``annotations.json`` in
+  AlpacaEval's formats, and scores them (``inpo.benchmarks.alpaca_eval``);
+- ``arena_hard_v0.1``: Arena-Hard's 500 questions against gpt-4-0314's answers, each judged in
+  both orders; writes ``model_answer/<model>.jsonl`` and ``model_judgment/<judge>/<model>.jsonl``
+  in arena-hard-auto's formats, and scores them (``inpo.benchmarks.arena_hard``).
+
+The held-out evaluation's ``metrics.json`` has:
 
 - ``win_rate``: mean over prompts x of w_x = mean_i P(a_{x,i} > b_{x,i}) (the judge's
   order-averaged probability, as AlpacaEval's weighted win rate), and ``standard_error``
@@ -14,15 +24,19 @@ with the baseline's answer to the same prompt, and ``metrics.json`` records:
 
     python -m inpo.evaluate policy=results/iter1/policy prompts=results/prompts/eval.jsonl \
         baseline=results/eval/baseline.jsonl output_dir=results/eval/iter1
+    python -m inpo.evaluate eval=alpaca_eval_2 policy=RLHFlow/LLaMA3-SFT output_dir=results/eval/sft_alpaca
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from .benchmarks import alpaca_eval
+from .benchmarks import arena_hard
 from .config import hydra_app, stage_seed
 from .game import duality_gap
 from .judges import make_judge
@@ -52,9 +66,11 @@ def feature_summary(judge, records: list[dict], answers: list[list[str]]) -> dic
             "feature_distribution": pi.tolist()}
 
 
-def run(cfg: DictConfig) -> dict:
+def evaluate_heldout(cfg: DictConfig) -> dict:
     if cfg.n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {cfg.n_samples}")
+    if cfg.prompts is None or cfg.baseline is None:
+        raise ValueError("eval=heldout needs prompts=<held-out prompts JSONL> and baseline=<the baseline's samples JSONL>")
     prompts = read_jsonl(cfg.prompts, PROMPT)
     baseline = {r["id"]: r["responses"] for r in read_jsonl(cfg.baseline, SAMPLE)}
     missing = [p["id"] for p in prompts if p["id"] not in baseline]
@@ -90,6 +106,99 @@ def run(cfg: DictConfig) -> dict:
     write_jsonl(out / "judgments.jsonl", judgments)
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def benchmark_file(path: str, benchmark: str) -> str:
+    """A benchmark file the config names, or one clear error saying how to get it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file; fetch the {benchmark} files with "
+                                f"`python -m inpo.benchmarks.download {benchmark} {Path(path).parent}` "
+                                f"(or point eval.* at your copy)")
+    return path
+
+
+def benchmark_answers(cfg: DictConfig, prompts: list[str]):
+    """One answer per benchmark prompt from the policy, with the evaluation's generation settings."""
+    options = {**OmegaConf.to_container(cfg.sampler, resolve=True), **OmegaConf.to_container(cfg.eval.generation, resolve=True)}
+    sampler = make_sampler(cfg.policy, options)
+    return [a[0] for a in sampler.generate(prompts, 1, seed=stage_seed(cfg.seed, cfg.eval.name, cfg.iteration), desc=cfg.eval.name)]
+
+
+def api_judge(cfg: DictConfig, kind: str):
+    if cfg.judge.kind != kind:
+        raise ValueError(f"eval={cfg.eval.name} needs a judge of kind {kind!r} (e.g. judge={cfg.eval.default_judge}), "
+                         f"got judge.kind={cfg.judge.kind!r}")
+    return make_judge(**OmegaConf.to_container(cfg.judge, resolve=True))
+
+
+def generator_name(cfg: DictConfig) -> str:
+    """The model's name in the official files: ``generator``, else the policy folder's name and the iteration."""
+    return cfg.generator or f"{Path(str(cfg.policy)).name}-iter{cfg.iteration}"
+
+
+def evaluate_alpaca_eval(cfg: DictConfig) -> dict:
+    """AlpacaEval 2.0: answers, weighted judge verdicts (one per instruction, the two outputs in a
+    seeded random order, as AlpacaEval does), official files, and the scores (in percent)."""
+    judge = api_judge(cfg, "alpaca_eval_api")
+    references = alpaca_eval.read_reference_outputs(benchmark_file(cfg.eval.reference_outputs, "alpaca_eval_2"))
+    references = references[: cfg.eval.limit] if cfg.eval.limit else references
+    instructions = [r["instruction"] for r in references]
+    outputs = benchmark_answers(cfg, instructions)
+    generator, out = generator_name(cfg), Path(cfg.output_dir)
+    alpaca_eval.write_model_outputs(out / "model_outputs.json", alpaca_eval.model_outputs(
+        instructions, outputs, generator, datasets=[r.get("dataset") for r in references]))
+    swapped = np.random.default_rng(stage_seed(cfg.seed, "alpaca_eval_order", cfg.iteration)).random(len(references)) < 0.5
+    items = [(r["instruction"], o, r["output"]) if flip else (r["instruction"], r["output"], o)
+             for r, o, flip in zip(references, outputs, swapped)]
+    verdicts = judge.preference_many(items)
+    annotations = [alpaca_eval.annotation(r["instruction"], r["output"], o, 1 + ((1 - p) if flip else p),
+                                          generator=generator, annotator=cfg.judge.model, raw_completion=response,
+                                          reference_generator=r["generator"], dataset=r.get("dataset"))
+                   for r, o, flip, (p, response) in zip(references, outputs, swapped, verdicts)]
+    alpaca_eval.write_annotations(out / "annotations.json", annotations)
+    scores = alpaca_eval.score_annotations(annotations)
+    metrics = {"benchmark": cfg.eval.name, "iteration": cfg.iteration, "generator": generator, **scores,
+               "judge_requests": judge.n_requests, "judge_cached": judge.n_cached}
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_arena_hard(cfg: DictConfig) -> dict:
+    """Arena-Hard v0.1: answers, two judge games per question (both orders), official files, and
+    the score against the baseline with its 95% bootstrap interval (in percent)."""
+    judge = api_judge(cfg, "arena_hard_api")
+    questions = arena_hard.read_questions(benchmark_file(cfg.eval.questions, "arena_hard_v0.1"))
+    questions = questions[: cfg.eval.limit] if cfg.eval.limit else questions
+    baseline = arena_hard.read_answers(benchmark_file(cfg.eval.baseline_answers, "arena_hard_v0.1"))
+    missing = [q["uid"] for q in questions if q["uid"] not in baseline]
+    if missing:
+        raise ValueError(f"{cfg.eval.baseline_answers}: no baseline answer for {len(missing)} questions (first: {missing[0]!r})")
+    answers = benchmark_answers(cfg, [q["prompt"] for q in questions])
+    generator, out = generator_name(cfg), Path(cfg.output_dir)
+    arena_hard.write_answers(out / "model_answer" / f"{generator}.jsonl", [
+        arena_hard.answer_record(q, a, generator, ans_id=hashlib.sha256(f"{generator}/{q['uid']}".encode()).hexdigest()[:22])
+        for q, a in zip(questions, answers)])
+    games = judge.games_many([(q["prompt"], baseline[q["uid"]], a) for q, a in zip(questions, answers)])
+    judgments = [arena_hard.judgment_record(q, generator, cfg.eval.baseline_model, cfg.judge.model, g)
+                 for q, g in zip(questions, games)]
+    write_jsonl(out / "model_judgment" / cfg.judge.model / f"{generator}.jsonl", judgments)
+    result = arena_hard.score(judgments, baseline=cfg.eval.baseline_model, n_rounds=cfg.eval.bootstrap_rounds,
+                                     seed=cfg.seed)[generator]
+    metrics = {"benchmark": cfg.eval.name, "iteration": cfg.iteration, "generator": generator, "score": result["score"],
+               "ci_lower": result["ci"][0], "ci_upper": result["ci"][1], "ci": result["ci"],
+               **{k: v for k, v in result.items() if k.startswith("n_")},
+               "judge_requests": judge.n_requests, "judge_cached": judge.n_cached}
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+EVALUATIONS = {"heldout": evaluate_heldout, "alpaca_eval": evaluate_alpaca_eval, "arena_hard": evaluate_arena_hard}
+
+
+def run(cfg: DictConfig) -> dict:
+    if cfg.eval.kind not in EVALUATIONS:
+        raise ValueError(f"eval.kind must be one of {sorted(EVALUATIONS)}, got {cfg.eval.kind!r}")
+    return EVALUATIONS[cfg.eval.kind](cfg)
 
 
 @hydra_app("evaluate")

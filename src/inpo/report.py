@@ -38,6 +38,8 @@ TITLES = {
     "pairs": "preference pairs kept",
     "train_loss": "final training loss",
 }
+# the benchmark figures papers quote (AlpacaEval 2.0: LC and raw win rate; Arena-Hard: score)
+BENCHMARK_HEADLINES = ("length_controlled_winrate", "win_rate", "score")
 POINT_KEYS = ("algo", "judge", "eta", "tau", "beta", "seed")
 # Bookkeeping columns: in the tables, not plotted.
 NOT_PLOTTED = {*POINT_KEYS, "setting", "iteration", "standard_error", "lc_standard_error", "n_prompts", "n_samples",
@@ -49,16 +51,32 @@ def setting_of(point: dict) -> str:
     return " ".join(f"{k}={point[k]}" for k in POINT_KEYS if k in point and k != "seed")
 
 
-def gather(results: Path, iterations: int, points: list[str]) -> list[dict]:
+def metrics_file(results: Path, point: str, t: int, evaluation: str) -> Path:
+    """Where the workflow writes an evaluation of a point's policy after iteration t (t = 0: pi_ref, shared)."""
+    if evaluation == "heldout":
+        return (results / "sft" if t == 0 else results / "sweep" / point) / "eval" / f"iter{t}" / "metrics.json"
+    return (results / "reference" if t == 0 else results / "sweep" / point) / "eval" / evaluation / f"iter{t}" / "metrics.json"
+
+
+def evaluation_metrics(results: Path, point: str, t: int, evaluations: list[str]) -> dict:
+    """The scalar metrics of every evaluation; a benchmark's are named ``<benchmark>.<metric>``."""
+    row = {}
+    for evaluation in evaluations:
+        metrics = read_json(metrics_file(results, point, t, evaluation))
+        prefix = "" if evaluation == "heldout" else f"{evaluation}."
+        row.update({prefix + k: v for k, v in metrics.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "iteration"})
+    return row
+
+
+def gather(results: Path, iterations: int, points: list[str], evaluations: list[str] = ("heldout",)) -> list[dict]:
     """One flat row of scalar metrics per (point, evaluated policy), t = 0..iterations."""
     rows = []
     for path in points:
         point = parse_point(path)
         for t in range(iterations + 1):
-            folder = results / "sft" if t == 0 else results / "sweep" / path
-            metrics = read_json(folder / "eval" / f"iter{t}" / "metrics.json")
             row = {**{k: point.get(k) for k in POINT_KEYS}, "setting": setting_of(point), "iteration": t,
-                   **{k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "iteration"}}
+                   **evaluation_metrics(results, path, t, list(evaluations))}
             if t >= 1:
                 annotation = read_json(results / stage_folder(path, t, "annotate") / f"iter{t}" / "annotate" / "annotation.json")
                 training = read_json(results / "sweep" / path / f"iter{t}" / "train" / "train_summary.json")
@@ -148,7 +166,7 @@ def _save(fig: Figure, path: Path) -> None:
 
 def plot(rows: list[dict], output_dir: Path) -> list[Path]:
     """A PNG per numeric metric, overview.png with all of them, length_vs_tau.png; overview first."""
-    names = [n for n in columns(rows) if n not in NOT_PLOTTED]
+    names = [n for n in columns(rows) if n.rsplit(".", 1)[-1] not in NOT_PLOTTED and not n.rsplit(".", 1)[-1].startswith("n_")]
     names.sort(key=lambda n: list(TITLES).index(n) if n in TITLES else len(TITLES))
     per_row = 4
     n_rows = -(-len(names) // per_row)
@@ -168,8 +186,9 @@ def plot(rows: list[dict], output_dir: Path) -> list[Path]:
     handles, labels = axes[0].get_legend_handles_labels()
     overview.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=2)
     _save(overview, paths[0])
-    paths.append(output_dir / "length_vs_tau.png")
-    _save(plot_length_vs_tau(rows), paths[-1])
+    if "mean_length" in names:
+        paths.append(output_dir / "length_vs_tau.png")
+        _save(plot_length_vs_tau(rows), paths[-1])
     return paths
 
 
@@ -197,7 +216,7 @@ def run(cfg: DictConfig) -> list[dict]:
         raise ValueError(f"iterations must be >= 1, got {cfg.iterations}")
     if not cfg.points:
         raise ValueError("points must name at least one experiment point")
-    rows = gather(Path(cfg.results), cfg.iterations, list(cfg.points))
+    rows = gather(Path(cfg.results), cfg.iterations, list(cfg.points), list(cfg.evaluations))
     summary = summarize(rows, cfg.iterations)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,10 +227,11 @@ def run(cfg: DictConfig) -> list[dict]:
                                 "length_controlled_winrate", "length_controlled_winrate_sd", "mean_length",
                                 "mean_length_sd", "duality_gap", "duality_gap_sd", "share_correct", "oracle_calls")
                     if any(r.get(c) is not None for r in summary)]
+    main_columns += [c for c in columns(summary) if "." in c and c.rsplit(".", 1)[-1] in BENCHMARK_HEADLINES]
     body = ["# INPO report", "",
             f"## After iteration {cfg.iterations} (mean and standard deviation over seeds)", "",
             to_markdown(summary, main_columns), "",
-            "## Every point and iteration (iteration 0: the SFT model, evaluated on the held-out prompts)", "",
+            "## Every point and iteration (iteration 0: pi_ref; benchmark metrics are named <benchmark>.<metric>)", "",
             to_markdown(rows), *(f"![{p.stem}]({p.name})" for p in figures)]
     write_text(out / "report.md", "\n".join(body) + "\n")
     write_text(out / "summary.md", to_markdown(summary, main_columns))

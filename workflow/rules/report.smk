@@ -5,20 +5,23 @@ rule report:
     """
     input:
         conf("report"),
-        metrics=[f for point in POINTS for f in evaluations(point)],
+        metrics=[f for point in POINTS for f in evaluations(point) + benchmark_evaluations(point)],
         annotations=[f"{R}/{stage_folder(p, t, 'annotate')}/iter{t}/annotate/annotation.json" for p in POINTS for t in ITERATIONS],
         training=[f"{R}/sweep/{p}/iter{t}/train/train_summary.json" for p in POINTS for t in ITERATIONS],
     output:
         markdown=f"{REPORT_DIR}/report.md",
         csv=report(f"{REPORT_DIR}/report.csv", caption="../report/table.rst", category="Tables"),
         summary=report(f"{REPORT_DIR}/summary.csv", caption="../report/summary.rst", category="Tables"),
-        win_rate=report(f"{REPORT_DIR}/win_rate.png", caption="../report/win_rate.rst", category="Plots"),
-        duality_gap=report(f"{REPORT_DIR}/duality_gap.png", caption="../report/duality_gap.rst", category="Plots"),
-        length=report(f"{REPORT_DIR}/length_vs_tau.png", caption="../report/length_vs_tau.rst", category="Plots"),
         overview=report(f"{REPORT_DIR}/overview.png", caption="../report/overview.rst", category="Plots"),
+        # the held-out evaluation's own plots
+        **({} if not HELDOUT else dict(
+            win_rate=report(f"{REPORT_DIR}/win_rate.png", caption="../report/win_rate.rst", category="Plots"),
+            duality_gap=report(f"{REPORT_DIR}/duality_gap.png", caption="../report/duality_gap.rst", category="Plots"),
+            length=report(f"{REPORT_DIR}/length_vs_tau.png", caption="../report/length_vs_tau.rst", category="Plots"),
+        )),
     params:
         args=hydra_args("report", REPORT_DIR, results=R, iterations=config["iterations"], output_dir=REPORT_DIR,
-                        points=POINTS),
+                        points=POINTS, evaluations=config["evaluations"]),
     log:
         f"{R}/logs/report.log",
     benchmark:

@@ -223,7 +223,7 @@ class ArenaHardJudge(ApiJudge):
     def games_many(self, items: Sequence[tuple[str, str, str]]) -> list[list[dict]]:
         """For each (question, baseline_answer, answer): game 1 with A = baseline, game 2 with A = answer.
 
-        A game is {"user_prompt", "judgment" (the reply), "score" (its verdict label or None)}.
+        A game is {"prompt", "judgment" (the reply), "score" (its verdict label or None)}.
         """
         prompts = [ARENA_USER.format(question=question, answer_a=first, answer_b=second)
                    for question, baseline, answer in items
@@ -232,7 +232,7 @@ class ArenaHardJudge(ApiJudge):
         games = []
         for prompt, response in zip(prompts, responses):
             judgment = (_first_choice(response).get("message") or {}).get("content") or ""
-            games.append({"user_prompt": prompt, "judgment": judgment, "score": parse_verdict(judgment)})
+            games.append({"prompt": prompt, "judgment": judgment, "score": parse_verdict(judgment)})
         return [games[2 * i: 2 * i + 2] for i in range(len(items))]
 
     def compare_many(self, comparisons: Sequence[Comparison]) -> list[float]:
