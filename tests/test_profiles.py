@@ -10,6 +10,7 @@ the plugin would turn into sbatch flags; the plugin's own ``get_submit_command``
 import os
 import re
 import stat
+from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,9 @@ SLURM_PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 LOCAL_PROFILE = ROOT / "profiles" / "local" / "config.yaml"
 ACCELERATE = ROOT / "conf" / "accelerate"
 
-GPU_RULES = {"sft", "sample", "baseline_answers", "logps", "train", "evaluate"}
-CPU_RULES = {"train_prompts", "eval_prompts", "annotate", "report"}
+GPU_RULES = {"sft", "sample", "annotate", "baseline_answers", "logps", "train", "evaluate", "benchmark"}
+CPU_RULES = {"train_prompts", "eval_prompts", "merge_samples", "report"}
+PAPER = "conf/experiment/paper_llama3_8b.yaml"
 SLURM_ENV = {"INPO_SLURM_ACCOUNT": "acct_test", "INPO_SLURM_PARTITION": "cpu_test", "INPO_SLURM_GPU_PARTITION": "gpu_test"}
 # Commands that submit, cancel or validate accounts: a dry run must call none of them.
 SLURM_COMMANDS = ("sbatch", "srun", "scancel", "sacctmgr", "sshare")
@@ -76,7 +78,8 @@ def recording_stand_ins(folder: Path) -> Path:
     return folder / "calls.log"
 
 
-def dry_run(profile: str, results: Path, env: dict[str, str | None], stand_ins: Path | None = None):
+def dry_run(profile: str, results: Path, env: dict[str, str | None], stand_ins: Path | None = None, *extra: str,
+            config: tuple[str, ...] = ()):
     environment = dict(os.environ)
     for key in [k for k in environment if k.startswith(("INPO_SLURM_", "SNAKEMAKE_PROFILE"))]:
         del environment[key]
@@ -84,14 +87,14 @@ def dry_run(profile: str, results: Path, env: dict[str, str | None], stand_ins: 
     if stand_ins is not None:
         environment["PATH"] = f"{stand_ins}{os.pathsep}{environment.get('PATH', '')}"
     process = subprocess.run(
-        [*SNAKEMAKE, "--profile", profile, "--dry-run", "--config", f"results={results}"],
+        [*SNAKEMAKE, "--profile", profile, "--dry-run", *extra, "--config", f"results={results}", *config],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
     )
     output = process.stdout + process.stderr
     assert process.returncode == 0, output[-4000:]
     assert "This was a dry-run" in output, output[-4000:]
     assert not results.exists(), "a dry run must not write results"
-    return parse_jobs(output)
+    return parse_jobs(output) if "--printshellcmds" not in extra else (parse_jobs(output), output)
 
 
 def profile_set_resources(path: Path) -> dict[str, dict]:
@@ -100,10 +103,13 @@ def profile_set_resources(path: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory):
+    """Dry runs of the embedded default and of the paper's experiment: between them, every rule."""
     folder = tmp_path_factory.mktemp("slurm")
     calls = recording_stand_ins(folder)
-    jobs = dry_run("profiles/slurm", folder / "results", SLURM_ENV, stand_ins=folder / "bin")
-    return SimpleNamespace(jobs=jobs, calls=calls)
+    default = dry_run("profiles/slurm", folder / "results", SLURM_ENV, folder / "bin")
+    paper, output = dry_run("profiles/slurm", folder / "paper", SLURM_ENV, folder / "bin", "--configfile", PAPER,
+                            "--printshellcmds")
+    return SimpleNamespace(jobs=default + paper, paper=paper, paper_output=output, calls=calls)
 
 
 def jobs_of(jobs, rule):
@@ -149,6 +155,27 @@ def test_slurm_cpu_rules_get_no_gpu(slurm_run):
             assert resources["slurm_partition"] == "cpu_test" and resources["slurm_account"] == "acct_test", job
 
 
+def test_the_paper_experiment_dry_runs_on_slurm_with_every_job_sized(slurm_run):
+    """conf/experiment/paper_llama3_8b.yaml: 3 iterations from RLHFlow/LLaMA3-SFT (no sft job), each
+    sampling in 8 one-GPU shards with vLLM, annotated by the 8B pairwise preference model, trained
+    on 8 GPUs with ZeRO-3; AlpacaEval 2.0 and Arena-Hard for pi_ref and each iteration."""
+    jobs = slurm_run.paper
+    counts = Counter(job["rule"] for job in jobs)
+    assert counts == Counter({"train_prompts": 3, "sample": 24, "merge_samples": 3, "annotate": 3, "logps": 3,
+                              "train": 3, "benchmark": 8, "report": 1, "all": 1})
+    for job in jobs:
+        gpus = job["resources"]["gpu"]
+        assert gpus == {"train": 8}.get(job["rule"], 1 if job["rule"] in GPU_RULES else 0), job
+        assert job["resources"]["slurm_partition"] == ("gpu_test" if gpus else "cpu_test"), job
+    commands = slurm_run.paper_output
+    for expected in ("dataset.path=RLHFlow/iterative-prompt-v1-iter3-20K", "policy=RLHFlow/LLaMA3-SFT", "sampler=vllm",
+                     "shard=7 n_shards=8", "judge=pair_preference_llama3", "max_length=2048 max_prompt_length=1000",
+                     "accelerate.commands.launch --config_file conf/accelerate/zero3.yaml",
+                     "algo.eta=0.005 algo.tau=0.0016667", "optim.learning_rate=5e-7", "optim.gradient_accumulation_steps=8",
+                     "eval=alpaca_eval_2", "eval=arena_hard_v0.1"):
+        assert expected in commands, expected
+
+
 def test_slurm_placeholders_when_account_and_partition_are_not_given(tmp_path):
     jobs = dry_run("profiles/slurm", tmp_path / "results", {})
     submitted = [job for job in jobs if job["rule"] != "all"]
@@ -178,13 +205,13 @@ def test_slurm_plugin_turns_the_resources_into_sbatch_flags(slurm_run):
     train = sbatch(jobs_of(slurm_run.jobs, "train")[0])
     for flag in ("--gpus=8", "--mem 480000", "-t 720", "--cpus-per-task=64"):
         assert flag in train, train
-    annotate = sbatch(jobs_of(slurm_run.jobs, "annotate")[0])
-    assert "--gpus" not in annotate and "--gres" not in annotate, annotate
-    assert "--mem 16000" in annotate and "--ntasks=1" in annotate, annotate
+    merge = sbatch(jobs_of(slurm_run.jobs, "merge_samples")[0])
+    assert "--gpus" not in merge and "--gres" not in merge, merge
+    assert "--mem 16000" in merge and "--ntasks=1" in merge, merge
 
 
 def test_local_profile_queues_gpu_jobs_on_one_gpu(tmp_path):
-    jobs = dry_run("profiles/local", tmp_path / "results", {})
+    jobs = dry_run("profiles/local", tmp_path / "results", {}, config=("sample_shards=2", "evaluations=[heldout,alpaca_eval_2]"))
     profile = yaml.safe_load(LOCAL_PROFILE.read_text())
     assert profile["resources"]["gpu"] == 1 and profile["cores"] == "all"
     rules = {job["rule"] for job in jobs}

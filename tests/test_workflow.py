@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from snakemake.api import SnakemakeApi
 from snakemake.settings.enums import PrintDag, Quietness
 from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
@@ -94,7 +95,11 @@ def test_iteration_t_starts_from_iteration_t_minus_1(tmp_path):
 @pytest.mark.parametrize(
     "config, message",
     [({"eta": 0}, r"eta.*exclusiveMinimum|exclusiveMinimum.*eta"), ({"eta": 0.1, "tau": 0.2}, r"tau must be <= eta"),
-     ({"tau": -0.1}, r"minimum.*tau"), ({"iterations": 0}, r"minimum.*iterations"), ({"algo": "ppo"}, r"algo")],
+     ({"tau": -0.1}, r"minimum.*tau"), ({"iterations": 0}, r"minimum.*iterations"), ({"algo": "ppo"}, r"algo"),
+     ({"reference": "RLHFlow/LLaMA3-SFT"}, r"evaluations: heldout .* needs reference=sft"),
+     ({"train_prompts": "[a.jsonl]"}, r"train_prompts lists 1 datasets for iterations=3: one per iteration"),
+     ({"evaluations": "[mmlu]"}, r"no conf/eval/mmlu.yaml"),
+     ({"max_length": 100, "max_prompt_length": 100}, r"max_prompt_length=100 must be below max_length=100")],
 )
 def test_bad_config_fails_before_any_job(tmp_path, config, message):
     args = [f"{k}={v}" for k, v in {"results": str(tmp_path / "results"), **config}.items()]
@@ -174,6 +179,33 @@ def test_workflow_end_to_end(workflow_copy):
     ]:
         dry = snakemake("-n", "--config", extension, workdir=workflow_copy)
         assert Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M)) == Counter(expected), dry.stdout
+
+
+@pytest.mark.slow
+def test_workflow_with_a_tiny_pairwise_preference_model_as_the_oracle(workflow_copy):
+    """One full iteration with a (random, tiny) RLHFlow-style pairwise preference LM judging the
+    pairs instead of the synthetic oracle, and sampling sharded over two jobs."""
+    subprocess.run([sys.executable, "-m", "inpo.tiny_models", "kind=pair_preference", "output=tiny_judge"],
+                   cwd=workflow_copy, check=True, capture_output=True)
+    tiny = yaml.safe_load((workflow_copy / "tests/data/workflow_tiny.yaml").read_text())["overrides"]
+    overrides = {**tiny, "annotate": ["judge.model=tiny_judge", "judge.batch_size=64"]}
+    run = snakemake("--config", "judge=pair_preference_llama3", "sample_shards=2", f"overrides={json.dumps(overrides)}",
+                    workdir=workflow_copy)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = workflow_copy / "results"
+    shared, point = "shared/seed~0/judge~pair_preference_llama3", "sweep/algo~inpo/judge~pair_preference_llama3/seed~0/eta~0.2/tau~0.0667"
+    shards = [read_jsonl(results / f"shared/seed~0/iter1/sample/shards/{k}.jsonl", SAMPLE) for k in range(2)]
+    merged = read_jsonl(results / "shared/seed~0/iter1/sample/samples.jsonl", SAMPLE)
+    assert [len(s) for s in shards] == [16, 16] and merged == shards[0] + shards[1]
+    stats = read_json(results / shared / "iter1/annotate/annotation.json")
+    pairs = read_jsonl(results / shared / "iter1/annotate/pairs.jsonl", PAIR)
+    assert stats["judge"] == "pair_preference_lm" and stats["pairs"] == len(pairs) > 0
+    # K = 4: at most 5 knockout comparisons per prompt, each one sequence per presentation order
+    assert 0 < stats["oracle_calls"] <= 32 * 5 * 2 and stats["oracle_calls"] % 2 == 0
+    assert all(0.5 < p["preference"] <= 1 for p in pairs)
+    load_policy(results / point / "iter1/train/policy")
+    assert "win_rate" in read_json(results / point / "eval/iter1/metrics.json")
+    assert (results / "report/report.md").exists()
 
 
 @pytest.mark.slow
