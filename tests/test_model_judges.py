@@ -116,11 +116,11 @@ def test_reward_judge_matches_unpadded_logits_in_mixed_batches(tiny):
     rm = judge("reward_llama3", folder, batch_size=3)
     items = [(record, text) for record, a, b in comparisons() for text in (a, b)]
     expected = [rm_by_hand(folder, record["prompt"], text) for record, text in items]
-    assert rm.rewards_many(items) == pytest.approx(expected, abs=1e-5)
+    assert rm.rewards_many(items) == pytest.approx(expected, rel=1e-5, abs=1e-5)
     assert max(expected) - min(expected) > 1e-2
     assert rm.n_calls == len(items)
     r_long, r_short = rm_by_hand(folder, RECORD["prompt"], LONG), rm_by_hand(folder, RECORD["prompt"], SHORT)
-    assert rm.reward(RECORD, LONG) == pytest.approx(r_long, abs=1e-5)
+    assert rm.reward(RECORD, LONG) == pytest.approx(r_long, rel=1e-5, abs=1e-5)
     assert rm.compare(RECORD, LONG, SHORT) == pytest.approx(sigmoid(r_long - r_short), abs=1e-5)
     assert rm.compare_many([(RECORD, SHORT, LONG)]) == pytest.approx([sigmoid(r_short - r_long)], abs=1e-5)
 
@@ -133,7 +133,7 @@ def test_reward_model_without_a_pad_id_scores_the_last_token_in_batches(tiny):
     rm = RewardModelJudge(model, tokenizer, batch_size=3)
     items = [(record, a) for record, a, _ in comparisons()]
     expected = [rm_by_hand(folder, record["prompt"], text) for record, text in items]
-    assert rm.rewards_many(items) == pytest.approx(expected, abs=1e-5)
+    assert rm.rewards_many(items) == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
 def test_reward_judge_cuts_the_response_to_max_length(tiny):
@@ -141,7 +141,7 @@ def test_reward_judge_cuts_the_response_to_max_length(tiny):
     rm = judge("reward_llama3", folder, max_length=12)  # BOS, <user>, 4 prompt words, <assistant>, <eos>: 4 left
     cut = " ".join(LONG.split()[:4])
     assert rm.encode(RECORD, LONG) == rm.tokenizer(f"<user> {RECORD['prompt']} <assistant> {cut} <eos> ")["input_ids"]
-    assert rm.reward(RECORD, LONG) == pytest.approx(rm_by_hand(folder, RECORD["prompt"], cut), abs=1e-5)
+    assert rm.reward(RECORD, LONG) == pytest.approx(rm_by_hand(folder, RECORD["prompt"], cut), rel=1e-5, abs=1e-5)
 
 
 # --- configs and errors ---------------------------------------------------------------------------
