@@ -73,7 +73,7 @@ def scored_pairs(policy, root, **truncation):
 def test_lora_trains_adapters_only_and_saves_a_merged_plain_policy(policy, tmp_path):
     pairs = scored_pairs(policy, tmp_path)
     summary = train.run(load_config("train", [f"pairs={pairs}", f"policy={policy}/model", f"output={tmp_path}/policy",
-                                              f"work_dir={tmp_path}/work", "lora.enabled=true", "lora.r=4",
+                                              f"work_dir={tmp_path}/work", "lora.enabled=true", "lora.r=4", "gradient_checkpointing=true",
                                               "optim.learning_rate=1e-2", "optim.epochs=2", "optim.batch_size=4"]))
     assert summary["steps"] == 6
     with safe_open(str(tmp_path / "policy" / "model.safetensors"), "pt") as f:

@@ -92,7 +92,8 @@ def run(cfg: DictConfig) -> dict:
     accelerator = make_accelerator(settings, cfg.work_dir, description)
     model, tokenizer = load_policy(cfg.policy, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed it; older versions only have the first name
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
         model.config.use_cache = False
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora)
