@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from inpo.records import PAIR, SCORED_PAIR, RecordError, read_json, read_jsonl, write_json, write_jsonl

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 PROMPT = {"id": str, "prompt": str}
 SAMPLE = {"id": str, "prompt": str, "responses": list}
@@ -44,13 +44,11 @@ def _matches(value: Any, kind: type) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
-def read_jsonl(path: str | os.PathLike, fields: Mapping[str, type] | None = None, *, allow_empty: bool = False) -> list[dict]:
-    """Read a JSON Lines file, checking every record has ``fields`` with the right types and a unique id."""
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of each non-blank line of a JSON Lines file; errors name file and line."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file")
-    fields = fields or {"id": str}
-    records, seen = [], {}
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -61,15 +59,23 @@ def read_jsonl(path: str | os.PathLike, fields: Mapping[str, type] | None = None
                 raise RecordError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
             if not isinstance(record, dict):
                 raise RecordError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
-            for name, kind in fields.items():
-                if name not in record:
-                    raise RecordError(f"{path}:{number}: missing field {name!r}")
-                if not _matches(record[name], kind):
-                    raise RecordError(f"{path}:{number}: field {name!r} must be {_JSON_TYPE_NAMES[kind]}, got {record[name]!r:.60}")
-            if record["id"] in seen:
-                raise RecordError(f"{path}:{number}: duplicate id {record['id']!r} (first on line {seen[record['id']]})")
-            seen[record["id"]] = number
-            records.append(record)
+            yield number, record
+
+
+def read_jsonl(path: str | os.PathLike, fields: Mapping[str, type] | None = None, *, allow_empty: bool = False) -> list[dict]:
+    """Read a JSON Lines file, checking every record has ``fields`` with the right types and a unique id."""
+    fields = fields or {"id": str}
+    records, seen = [], {}
+    for number, record in iter_jsonl(path):
+        for name, kind in fields.items():
+            if name not in record:
+                raise RecordError(f"{path}:{number}: missing field {name!r}")
+            if not _matches(record[name], kind):
+                raise RecordError(f"{path}:{number}: field {name!r} must be {_JSON_TYPE_NAMES[kind]}, got {record[name]!r:.60}")
+        if record["id"] in seen:
+            raise RecordError(f"{path}:{number}: duplicate id {record['id']!r} (first on line {seen[record['id']]})")
+        seen[record["id"]] = number
+        records.append(record)
     if not records and not allow_empty:
         raise RecordError(f"{path}: no records")
     return records

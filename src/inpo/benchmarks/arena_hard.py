@@ -44,7 +44,6 @@ when either game is unparseable):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -54,7 +53,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy.special import expit, logit
 
-from ..records import RecordError, write_jsonl
+from ..records import RecordError, iter_jsonl, write_jsonl
 
 BASELINE = "gpt-4-0314"
 VERDICTS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
@@ -65,24 +64,6 @@ _OUTCOMES = {
     2: {"A>>B": (1.0, True), "A>B": (1.0, False), "A=B": (0.5, False), "B>A": (0.0, False), "B>>A": (0.0, True)},
 }
 _MAX_LOGIT = 750.0  # expit(+-750) is exactly 1 / 0 in float64
-
-
-def _jsonl(path: str | os.PathLike) -> Iterable[tuple[int, dict]]:
-    """(line number, record) of a JSON Lines file, with errors naming the file and line."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise RecordError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-                if not isinstance(record, dict):
-                    raise RecordError(f"{path}:{number}: a record must be a JSON object")
-                yield number, record
-    except FileNotFoundError:
-        raise RecordError(f"{path}: no such file") from None
 
 
 def _question_id(record: Mapping, where: str) -> str:
@@ -104,7 +85,7 @@ def read_questions(path: str | os.PathLike) -> list[dict]:
     """The questions, as new-format records ``{uid, category, cluster, prompt, ...}`` (old-format
     single-turn records are converted)."""
     questions, seen = [], {}
-    for number, record in _jsonl(path):
+    for number, record in iter_jsonl(path):
         where = f"{path}:{number}"
         qid = _question_id(record, where)
         if qid in seen:
@@ -139,7 +120,7 @@ def _answer_text(record: Mapping, where: str) -> str:
 def read_answers(path: str | os.PathLike) -> dict[str, str]:
     """One model's answers: question id -> answer text (either format)."""
     answers, seen, models = {}, {}, set()
-    for number, record in _jsonl(path):
+    for number, record in iter_jsonl(path):
         where = f"{path}:{number}"
         qid = _question_id(record, where)
         if qid in seen:
@@ -203,7 +184,7 @@ def judgment_record(question: Mapping, model: str, baseline: str, judge: str, ga
 def read_judgments(path: str | os.PathLike) -> list[dict]:
     """model_judgment lines of either format, checked to have a question id, a model and 2 games."""
     records = []
-    for number, record in _jsonl(path):
+    for number, record in iter_jsonl(path):
         where = f"{path}:{number}"
         _question_id(record, where)
         games = record.get("games")

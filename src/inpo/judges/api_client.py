@@ -188,6 +188,7 @@ class ChatClient:
     def _post(self, body: dict, headers: dict[str, str]) -> dict:
         """POST one body, retrying transient failures up to ``max_retries`` times."""
         payload = json.dumps({"model": self.model, **body}).encode("utf-8")
+        last = _Transient("no attempt")
         for retry in range(self.max_retries + 1):
             if retry:
                 backoff = backoff_delay(retry, self.initial_backoff_s, self.max_backoff_s)
