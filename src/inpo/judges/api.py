@@ -87,6 +87,8 @@ ARENA_USER = """[User prompt]
 [End of assistant B's answer]"""
 
 VERDICT_SCORES = {"A>>B": 1.0, "A>B": 0.75, "A=B": 0.5, "B>A": 0.25, "B>>A": 0.0}  # P(A wins), the project's map
+
+
 def _first_choice(response: dict) -> dict:
     try:
         return response["choices"][0]

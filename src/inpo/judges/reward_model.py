@@ -17,9 +17,7 @@ from typing import Any, Sequence
 from transformers import AutoModelForSequenceClassification
 
 from inpo.judges import RewardJudge
-from inpo.judges.preference_model import (
-    MODEL_OPTIONS, check_batching, check_options, fit_responses, load_model, run_batches,
-)
+from inpo.judges.hf_models import MODEL_OPTIONS, check_batching, check_options, fit_responses, load_model, run_batches
 
 
 class RewardModelJudge(RewardJudge):
