@@ -81,7 +81,7 @@ def test_lm_head_sees_at_most_chunk_size_response_tokens(model):
     seqs, starts = examples()
     batch = pad_sequences(seqs, starts, pad_id=0)
     rows = []
-    hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: rows.append(i[0].numel() // i[0].shape[-1]))
     try:
         with torch.no_grad():
             sequence_logps(model, **batch, chunk_size=4)

@@ -20,10 +20,28 @@ Tensor = torch.Tensor
 
 def _token_logps(head: torch.nn.Module, hidden: Tensor, targets: Tensor, softcap: float | None) -> Tensor:
     """log softmax(head(hidden))[target] for each row, computed in float32."""
-    logits = head(hidden).float()
+    logits = head(hidden.to(head.weight.dtype)).float()
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def final_hidden_states(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+    """The decoder's output [B, L, H] (after the final norm), from a forward of the whole model.
+
+    Going through the model's own forward keeps what wrappers do there (accelerate's autocast,
+    DDP's and DeepSpeed's bookkeeping); ``logits_to_keep`` with no position makes its LM head
+    compute nothing, and a hook on the decoder catches the hidden states.
+    """
+    inner = getattr(model, "module", model)  # DDP and DeepSpeed keep the model as .module; peft forwards
+    captured = []
+    handle = inner.get_decoder().register_forward_hook(lambda module, args, output: captured.append(output[0]))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+              logits_to_keep=torch.zeros(0, dtype=torch.long, device=input_ids.device))
+    finally:
+        handle.remove()
+    return captured[0]
 
 
 def sequence_logps(
@@ -45,11 +63,7 @@ def sequence_logps(
             f"response_mask {tuple(response_mask.shape)} must have the same shape"
         )
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    # The decoder alone (no LM head over every position); get_decoder reaches it through peft and
-    # DeepSpeed wrappers too.
-    hidden = model.get_decoder()(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-    ).last_hidden_state
+    hidden = final_hidden_states(model, input_ids, attention_mask, position_ids)
     # hidden[:, t] predicts token t + 1.
     scored = response_mask[:, 1:].bool() & attention_mask[:, 1:].bool()
     batch_size, length = input_ids.shape
