@@ -181,16 +181,29 @@ def test_workflow_end_to_end(workflow_copy):
         assert Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M)) == Counter(expected), dry.stdout
 
 
+BENCHMARK_FILES = ROOT.parent / "shared" / "benchmarks"
+
+
 @pytest.mark.slow
-def test_workflow_with_a_tiny_pairwise_preference_model_as_the_oracle(workflow_copy):
-    """One full iteration with a (random, tiny) RLHFlow-style pairwise preference LM judging the
-    pairs instead of the synthetic oracle, and sampling sharded over two jobs."""
+@pytest.mark.skipif(not BENCHMARK_FILES.is_dir(), reason=f"the shared benchmark fixtures are absent ({BENCHMARK_FILES})")
+def test_workflow_with_model_and_api_judges(workflow_copy, server):
+    """One full iteration with real-model components: a (random, tiny) RLHFlow-style pairwise
+    preference LM as the oracle instead of the synthetic one, sampling sharded over two jobs, and
+    AlpacaEval 2.0 and Arena-Hard evaluations (a slice of the real questions) judged over HTTP by
+    the local OpenAI-compatible server."""
     subprocess.run([sys.executable, "-m", "inpo.tiny_models", "kind=pair_preference", "output=tiny_judge"],
                    cwd=workflow_copy, check=True, capture_output=True)
-    tiny = yaml.safe_load((workflow_copy / "tests/data/workflow_tiny.yaml").read_text())["overrides"]
-    overrides = {**tiny, "annotate": ["judge.model=tiny_judge", "judge.batch_size=64"]}
+    api = [f"judge.base_url={server.base_url}", "judge.api_key_env=null", "judge.model=judge-model", "eval.limit=3",
+           "eval.generation.max_new_tokens=8"]
+    overrides = {
+        **yaml.safe_load((workflow_copy / "tests/data/workflow_tiny.yaml").read_text())["overrides"],
+        "annotate": ["judge.model=tiny_judge", "judge.batch_size=64"],
+        "alpaca_eval_2": [*api, f"eval.reference_outputs={BENCHMARK_FILES}/alpaca_eval_2/reference_outputs_gpt4_1106_preview.json"],
+        "arena_hard_v0.1": [*api, f"eval.questions={BENCHMARK_FILES}/arena-hard-v0.1/question.jsonl",
+                            f"eval.baseline_answers={BENCHMARK_FILES}/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl"],
+    }
     run = snakemake("--config", "judge=pair_preference_llama3", "sample_shards=2", f"overrides={json.dumps(overrides)}",
-                    workdir=workflow_copy)
+                    "evaluations=[heldout,alpaca_eval_2,arena_hard_v0.1]", workdir=workflow_copy)
     assert run.returncode == 0, run.stderr[-3000:]
     results = workflow_copy / "results"
     shared, point = "shared/seed~0/judge~pair_preference_llama3", "sweep/algo~inpo/judge~pair_preference_llama3/seed~0/eta~0.2/tau~0.0667"
@@ -204,8 +217,26 @@ def test_workflow_with_a_tiny_pairwise_preference_model_as_the_oracle(workflow_c
     assert 0 < stats["oracle_calls"] <= 32 * 5 * 2 and stats["oracle_calls"] % 2 == 0
     assert all(0.5 < p["preference"] <= 1 for p in pairs)
     load_policy(results / point / "iter1/train/policy")
-    assert "win_rate" in read_json(results / point / "eval/iter1/metrics.json")
-    assert (results / "report/report.md").exists()
+
+    # the benchmarks of pi_ref (iteration 0) and pi_2, in the official formats; 3 + 2 x 3 requests each
+    assert len(server.state["requests"]) == 2 * 3 + 2 * 2 * 3
+    for chain, t in (("reference", 0), (point, 1)):
+        annotations = json.loads((results / chain / f"eval/alpaca_eval_2/iter{t}/annotations.json").read_text())
+        assert len(annotations) == 3 and all(1 <= a["preference"] <= 2 for a in annotations)
+        judgments = read_jsonl_lines(results / chain / f"eval/arena_hard_v0.1/iter{t}/model_judgment/judge-model")
+        assert len(judgments) == 3 and all(len(j["games"]) == 2 for j in judgments)
+    table = (results / "report/report.csv").read_text().splitlines()
+    assert len(table) == 3
+    for column in ("win_rate", "duality_gap", "alpaca_eval_2.win_rate", "alpaca_eval_2.standard_error",
+                   "arena_hard_v0.1.score", "arena_hard_v0.1.ci_lower"):
+        assert column in table[0].split(","), column
+    assert "arena_hard_v0.1.score" in (results / "report/summary.md").read_text()
+
+
+def read_jsonl_lines(folder: Path) -> list[dict]:
+    """Every line of the one JSONL file in ``folder`` (Arena-Hard names it after the model)."""
+    (path,) = folder.glob("*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.slow

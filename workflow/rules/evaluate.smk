@@ -53,8 +53,9 @@ rule benchmark:
     output:
         metrics=f"{R}/{{chain}}/eval/{{benchmark}}/iter{{t}}/metrics.json",
     params:
+        # overrides: the workflow config's `overrides: {<benchmark>: [...]}`
         args=lambda wc, output: hydra_args(
-            "evaluate", os.path.dirname(output.metrics), eval=wc.benchmark, policy=evaluated_policy(wc.chain, wc.t),
+            wc.benchmark, os.path.dirname(output.metrics), eval=wc.benchmark, policy=evaluated_policy(wc.chain, wc.t),
             output_dir=os.path.dirname(output.metrics), sampler=config["sampler"], iteration=wc.t,
             seed=config["seed"], **{"sampler.max_prompt_length": config["max_prompt_length"]}),
     log:
