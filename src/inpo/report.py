@@ -43,7 +43,7 @@ BENCHMARK_HEADLINES = ("length_controlled_winrate", "win_rate", "score")
 POINT_KEYS = ("algo", "judge", "eta", "tau", "beta", "seed")
 # Bookkeeping columns: in the tables, not plotted.
 NOT_PLOTTED = {*POINT_KEYS, "setting", "iteration", "standard_error", "lc_standard_error", "n_prompts", "n_samples",
-               "judge_calls"}
+               "judge_calls", "judge_requests", "judge_cached", "ci_lower", "ci_upper"}
 
 
 def setting_of(point: dict) -> str:
