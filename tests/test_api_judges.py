@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from inpo.judges import make_judge
-from inpo.judges.api import AlpacaEvalJudge, ArenaHardJudge, parse_verdict
+from inpo.judges.api import AlpacaEvalJudge, ArenaHardJudge
 from inpo.judges.api_client import ApiError, ChatClient, request_key
 from openai_server import SECRET, expected_p2
 
@@ -86,19 +86,6 @@ def test_arena_hard_games_swap_positions_and_parse_verdicts(server):
     assert judge.compare(RECORD, "abcd", "abc") == 0.75
     assert judge.compare(RECORD, "NO_VERDICT long answer", SHORT) == 0.5
     assert judge.n_calls == 2 + 6 + 2 + 2
-
-
-@pytest.mark.parametrize("text, verdict", [
-    ("... My final verdict is [[A>B]].", "A>B"),
-    ("[[B>>A]] and again [[B>>A]]", "B>>A"),
-    ("Tie: [[A=B]]", "A=B"),
-    ("First [[A>B]], on reflection [[B>A]]", None),
-    ("no verdict here, A>B", None),
-    ("[[A<B]]", None),
-    ("", None),
-])
-def test_parse_verdict(text, verdict):
-    assert parse_verdict(text) == verdict
 
 
 # --- retries and errors -------------------------------------------------------------------------
