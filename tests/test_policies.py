@@ -1,6 +1,8 @@
 """Policies as Hugging Face models: chat turns, truncation, LoRA, sharded sampling, backends."""
 
 import importlib.util
+import json
+import os
 import subprocess
 import sys
 
@@ -60,8 +62,8 @@ def test_a_model_without_a_chat_template_is_refused_by_name(policy, tmp_path):
         load_policy(tmp_path / "base")
 
 
-def scored_pairs(policy, root, **truncation):
-    records = read_jsonl(policy / "prompts.jsonl")
+def scored_pairs(policy, root, records=None, **truncation):
+    records = records or read_jsonl(policy / "prompts.jsonl")
     pairs = [{"id": r["id"], "prompt": r["prompt"], "chosen": render_response(sorted(r["items"]), 0, 1),
               "rejected": render_response(r["items"], 2, 0)} for r in records]
     write_jsonl(root / "pairs.jsonl", pairs)
@@ -135,3 +137,25 @@ def test_prompt_sets_come_from_a_dataset_file_with_chat_turns(tmp_path):
         prompts.run(load_config("prompts", [f"output={tmp_path}/q.jsonl", f"dataset.path={tmp_path}/bad.jsonl"]))
     with pytest.raises(FileNotFoundError, match="dataset.path="):
         prompts.run(load_config("prompts", [f"output={tmp_path}/q.jsonl", f"dataset.path={tmp_path}/missing.jsonl"]))
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_with_twice_the_batch(policy, tmp_path):
+    """DDP (torch.distributed over gloo on the CPU, as accelerate runs it under torchrun): 2 processes
+    x 4 pairs per step give the weights of 1 process x 8 pairs, so gradients are averaged across
+    processes and the data is split, not repeated. (16 pairs: with a count that does not divide,
+    accelerate evens out the last step by repeating pairs, and the two runs differ there.)"""
+    pairs = scored_pairs(policy, tmp_path, make_prompts(16, seed=2, split="train1", min_items=2, max_items=4))
+    common = [f"pairs={pairs}", f"policy={policy}/model", "optim.epochs=1", "optim.learning_rate=1e-2"]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "inpo.train", *common, f"output={tmp_path}/two/policy", f"work_dir={tmp_path}/two",
+                          f"hydra.run.dir={tmp_path}/two", "optim.batch_size=4"],
+                         capture_output=True, text=True, env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    train.run(load_config("train", [*common, f"output={tmp_path}/one/policy", f"work_dir={tmp_path}/one", "optim.batch_size=8"]))
+    assert json.loads((tmp_path / "two/train_summary.json").read_text())["steps"] == 16 // 8
+    start = load_policy(policy / "model")[0].state_dict()
+    one = AutoModelForCausalLM.from_pretrained(tmp_path / "one/policy").state_dict()
+    both = AutoModelForCausalLM.from_pretrained(tmp_path / "two/policy").state_dict()
+    assert max((both[k] - one[k]).abs().max().item() for k in one) < 1e-5
+    assert max((one[k] - start[k]).abs().max().item() for k in one) > 1e-3

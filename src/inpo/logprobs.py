@@ -26,6 +26,11 @@ def _token_logps(head: torch.nn.Module, hidden: Tensor, targets: Tensor, softcap
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face model inside a DDP or DeepSpeed wrapper (they keep it as ``.module``)."""
+    return getattr(model, "module", model)
+
+
 def final_hidden_states(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
     """The decoder's output [B, L, H] (after the final norm), from a forward of the whole model.
 
@@ -33,9 +38,8 @@ def final_hidden_states(model: torch.nn.Module, input_ids: Tensor, attention_mas
     DDP's and DeepSpeed's bookkeeping); ``logits_to_keep`` with no position makes its LM head
     compute nothing, and a hook on the decoder catches the hidden states.
     """
-    inner = getattr(model, "module", model)  # DDP and DeepSpeed keep the model as .module; peft forwards
     captured = []
-    handle = inner.get_decoder().register_forward_hook(lambda module, args, output: captured.append(output[0]))
+    handle = unwrapped(model).get_decoder().register_forward_hook(lambda module, args, output: captured.append(output[0]))
     try:
         model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
               logits_to_keep=torch.zeros(0, dtype=torch.long, device=input_ids.device))
@@ -71,8 +75,8 @@ def sequence_logps(
     predicting = hidden[:, :-1][scored]
     targets = input_ids[:, 1:][scored]
 
-    head = model.get_output_embeddings()
-    softcap = getattr(model.config, "final_logit_softcapping", None)
+    head = unwrapped(model).get_output_embeddings()
+    softcap = getattr(unwrapped(model).config, "final_logit_softcapping", None)
     pieces = []
     for start in range(0, targets.numel(), chunk_size):
         args = (head, predicting[start : start + chunk_size], targets[start : start + chunk_size], softcap)
