@@ -75,8 +75,7 @@ class VLLMSampler:
 
     def __init__(self, policy_path: str, *, max_new_tokens: int, temperature: float, top_p: float = 1.0,
                  dtype: str = "auto", trust_remote_code: bool = False, max_prompt_length: int | None = None,
-                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, batch_size: int | None = None) -> None:
-        del batch_size  # vLLM schedules its own batches
+                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9) -> None:
         check_sampling(max_new_tokens, temperature, top_p)
         try:
             import vllm
