@@ -92,7 +92,7 @@ def run(cfg: DictConfig) -> dict:
     accelerator = make_accelerator(settings, cfg.work_dir, description)
     model, tokenizer = load_policy(cfg.policy, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.gradient_checkpointing:
-        # transformers 5 renamed it; older versions only have the first name
+        # transformers 5 calls it activation_checkpointing_enable; older versions have only the other name
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
         model.config.use_cache = False
     if cfg.lora.enabled:
