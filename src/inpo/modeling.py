@@ -71,19 +71,19 @@ def save_policy(model, tokenizer, path: str | os.PathLike, *, state_dict=None, s
     """Save a Hugging Face folder atomically: written beside ``path``, then renamed into place.
 
     Under accelerate every process calls this with ``state_dict=accelerator.get_state_dict(model)``
-    (gathered from ZeRO-3/FSDP shards) and its ``is_main_process``; only the main one writes.
+    (the collective that gathers ZeRO-3/FSDP shards) and its ``is_main_process``; only the main one
+    writes (another one touching the temporary folder could find it already renamed).
     """
+    if not is_main_process:
+        return
     if hasattr(model, "merge_and_unload"):
         # a LoRA policy is saved merged (inpo.lora): a plain folder for every later stage
         model, state_dict = model.merge_and_unload(), None
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    if is_main_process and tmp.exists():
+    if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, state_dict=state_dict, save_function=save_function, is_main_process=is_main_process,
-                          safe_serialization=True)
-    if not is_main_process:
-        return
+    model.save_pretrained(tmp, state_dict=state_dict, save_function=save_function, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     if path.exists():
         shutil.rmtree(path)

@@ -112,6 +112,7 @@ def _save_checkpoint(accelerator: Accelerator, checkpoints: Path, progress: dict
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every process has written its part (e.g. its RNG state) before the rename
     if accelerator.is_main_process:
         (tmp / "progress.json").write_text(json.dumps(progress))
         os.replace(tmp, checkpoints / name)
