@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .config import hydra_app
 from .logprobs import pad_sequences, sequence_logps
-from .modeling import conversation, default_device, encode, load_policy
+from .modeling import compute_dtype, conversation, default_device, encode, load_policy
 from .records import PAIR, read_jsonl, write_jsonl
 
 
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> list[dict]:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {cfg.batch_size}, {cfg.chunk_size}")
     pairs = read_jsonl(cfg.pairs, PAIR)
     device = default_device()
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    dtype = compute_dtype(cfg.dtype, device)
     same = os.path.realpath(str(cfg.policy)) == os.path.realpath(str(cfg.ref_policy))
     scores = {}
     for role, path in [("ref", cfg.ref_policy)] + ([] if same else [("prev", cfg.policy)]):

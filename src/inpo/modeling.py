@@ -49,16 +49,35 @@ def build_llama(tokenizer: PreTrainedTokenizerFast, architecture: Mapping[str, A
     return LlamaForCausalLM(config)
 
 
-def load_policy(path: str | os.PathLike, *, dtype: str = "auto", device: str | torch.device = "cpu",
-                trust_remote_code: bool = False):
-    """Load a causal LM and its tokenizer from a Hugging Face folder or hub name; returns (model, tokenizer)."""
-    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def compute_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """A model's dtype for inference: ``auto`` is bfloat16 on CUDA and float32 elsewhere."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False):
+    """A model's tokenizer; one without a pad token pads with EOS (padding is masked, so any id does)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as err:
         raise FileNotFoundError(f"model {str(path)!r} could not be loaded: not a model folder, or not reachable ({err})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu",
+                trust_remote_code: bool = False):
+    """Load a causal LM and its tokenizer from a Hugging Face folder or hub name; returns (model, tokenizer).
+    ``dtype``: a torch dtype, a name in ``DTYPES``, or ``auto`` (the checkpoint's own)."""
+    torch_dtype = DTYPES[dtype] if dtype in DTYPES else dtype
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     if not tokenizer.chat_template:
         raise ValueError(f"model {str(path)!r}: its tokenizer has no chat template; the prompts are chat turns, "
                          f"so use a chat (SFT/instruct) model or add a chat_template to its tokenizer_config.json")

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .logprobs import pad_sequences
-from .modeling import default_device, load_policy, prompt_ids
+from .modeling import compute_dtype, default_device, load_policy, prompt_ids
 
 Prompt = str | Sequence[Mapping[str, str]]
 
@@ -29,9 +29,8 @@ class HFSampler:
         check_sampling(max_new_tokens, temperature, top_p)
         self.max_prompt_length = max_prompt_length
         self.device = default_device()
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
-        self.model, self.tokenizer = load_policy(policy_path, dtype=dtype, device=self.device, trust_remote_code=trust_remote_code)
+        self.model, self.tokenizer = load_policy(policy_path, dtype=compute_dtype(dtype, self.device), device=self.device,
+                                                 trust_remote_code=trust_remote_code)
         self.model.eval()
         self.batch_size, self.max_new_tokens, self.temperature, self.top_p = batch_size, max_new_tokens, temperature, top_p
 

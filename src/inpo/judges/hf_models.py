@@ -8,12 +8,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
 
 from inpo.logprobs import pad_sequences
-from inpo.modeling import default_device
+from inpo.modeling import compute_dtype, default_device, load_tokenizer
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Options every model judge takes; ``model`` has no default.
 MODEL_OPTIONS = {"model": None, "batch_size": 8, "max_length": None, "dtype": "auto", "trust_remote_code": False}
 
@@ -29,30 +27,16 @@ def check_options(kind: str, options: Mapping[str, Any], defaults: Mapping[str, 
     return settings
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` is bfloat16 on CUDA and float32 elsewhere."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
-
-
 def load_model(auto_class, name: str, *, dtype: str = "auto", trust_remote_code: bool = False):
-    """(model, tokenizer) from a hub name or folder, in eval mode on the default device.
-
-    A tokenizer without a pad token pads with EOS (padding is masked, so any id does).
-    """
+    """(model, tokenizer) from a hub name or folder, in eval mode on the default device."""
     device = default_device()
-    torch_dtype = resolve_dtype(dtype, device)
+    torch_dtype = compute_dtype(dtype, device)
+    tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
         model = auto_class.from_pretrained(name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"judge model {str(name)!r} could not be loaded: not a model folder or hub name, "
                                 f"or not reachable ({err})") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer
 
 
