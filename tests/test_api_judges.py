@@ -4,7 +4,6 @@ the real client, no mocks."""
 from __future__ import annotations
 
 import json
-import re
 import socket
 import time
 from pathlib import Path
@@ -196,11 +195,13 @@ def test_a_torn_last_cache_line_is_ignored(server, tmp_path):
                   for line in cache.read_text().splitlines()) == ["echo: q0", "echo: q1", "echo: q2"]
 
 
-def test_a_corrupt_cache_line_names_the_file_and_line(server, tmp_path):
+@pytest.mark.parametrize("line", [b"not json", b'{"key": "b", "response": "\xff"}'], ids=["not JSON", "not UTF-8"])
+def test_a_corrupt_cache_line_names_the_file_and_line(server, tmp_path, line):
     cache = tmp_path / "judge_cache.jsonl"
-    cache.write_text('{"key": "a", "response": {}}\nnot json\n')
-    with pytest.raises(ApiError, match=rf"{re.escape(str(cache))}:2: not a cache line"):
+    cache.write_bytes(b'{"key": "a", "response": {}}\n' + line + b"\n")
+    with pytest.raises(ApiError) as error:
         client(server, cache_path=cache)
+    assert str(error.value) == f"{cache}:2: not a cache line; delete the file to start over"
 
 
 # --- the API key --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import functools
 import http.server
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -399,6 +400,19 @@ def test_download_over_http_is_byte_identical(benchmark, server, tmp_path, capsy
     download.download(benchmark, dest, base_url=base)
     assert all((dest / local).read_bytes() == data for local, data in contents.items())
     assert capsys.readouterr().err.count("already there, skipped") == len(contents)
+
+
+def test_downloaded_files_follow_the_umask(server, tmp_path):
+    root, base = server
+    for remote in download.FILES["arena_hard_v0.1"].values():
+        (root / remote).parent.mkdir(parents=True, exist_ok=True)
+        (root / remote).write_text("{}\n")
+    old = os.umask(0o002)
+    try:
+        paths = download.download("arena_hard_v0.1", tmp_path / "dest", base_url=base)
+    finally:
+        os.umask(old)
+    assert [oct(p.stat().st_mode & 0o777) for p in paths] == [oct(0o664)] * len(paths)
 
 
 def test_download_missing_file_on_server(server, tmp_path):

@@ -1,15 +1,18 @@
 """The Hugging Face model judges on tiny random models built by inpo.tiny_models, checked against
 forward passes computed here by hand (texts written out, one unpadded sequence at a time)."""
 
+import shutil
+
 import pytest
 import torch
 from omegaconf import OmegaConf
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from inpo.config import CONF_DIR, load_config
 from inpo.judges import make_judge, sigmoid
 from inpo.judges.reward_model import RewardModelJudge
-from inpo.modeling import build_word_tokenizer
+from inpo.modeling import ModelLoadError, build_word_tokenizer
 from inpo.task import VOCABULARY, make_prompts, render_response
 from inpo.tiny_models import KINDS, run
 
@@ -178,6 +181,19 @@ def test_bad_options_give_clear_errors(tiny, name, kind, overrides, error, match
 def test_a_missing_model_folder_is_named(tmp_path, name):
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         judge(name, tmp_path / "no-such-model")
+
+
+@pytest.mark.parametrize("name, kind", [("pair_preference_llama3", "pair_preference"), ("reward_llama3", "reward_model")])
+def test_a_truncated_weights_file_is_named_with_its_folder(tiny, tmp_path, name, kind):
+    folder = tmp_path / kind
+    shutil.copytree(tiny[kind], folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(ModelLoadError) as error:
+        judge(name, folder)
+    assert str(error.value) == (f"model '{folder}' could not be loaded: {weights} is not a valid safetensors file "
+                                f"(Error while deserializing header: incomplete metadata, file not fully covered)")
+    assert isinstance(error.value.__cause__, SafetensorError)
 
 
 # --- tiny models ----------------------------------------------------------------------------------

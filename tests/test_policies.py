@@ -3,17 +3,21 @@
 import importlib.util
 import json
 import os
+import random
+import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM
 
 from inpo import logps, prompts, sample, train
 from inpo.config import load_config
-from inpo.modeling import build_llama, build_word_tokenizer, conversation, encode, load_policy, prompt_ids, save_policy
+from inpo.modeling import (ModelLoadError, build_llama, build_word_tokenizer, conversation, encode, load_policy, prompt_ids,
+                           save_policy)
 from inpo.records import RecordError, read_jsonl, write_jsonl
 from inpo.sampling import make_sampler
 from inpo.shards import merge, shard_bounds
@@ -60,6 +64,53 @@ def test_a_model_without_a_chat_template_is_refused_by_name(policy, tmp_path):
     save_policy(model, tokenizer, tmp_path / "base")
     with pytest.raises(ValueError, match="no chat template"):
         load_policy(tmp_path / "base")
+
+
+def broken_copy(policy, folder, name, content: bytes):
+    """A copy of the policy folder whose file ``name`` holds ``content``."""
+    shutil.copytree(policy / "model", folder)
+    (folder / name).write_bytes(content)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
+def test_a_corrupted_weights_file_is_named_with_its_folder(policy, tmp_path, damage):
+    data = (policy / "model" / "model.safetensors").read_bytes()
+    content = {"truncated": data[: len(data) // 2], "random bytes": random.Random(0).randbytes(len(data)), "empty": b""}
+    folder = broken_copy(policy, tmp_path / "model", "model.safetensors", content[damage])
+    with pytest.raises(ModelLoadError) as error:
+        load_policy(folder)
+    prefix = f"model '{folder}' could not be loaded: {folder}/model.safetensors is not a valid safetensors file ("
+    assert re.fullmatch(re.escape(prefix) + r"Error while deserializing header: [^()]+\)", str(error.value))
+    assert isinstance(error.value.__cause__, SafetensorError)  # the original kept
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("tokenizer.json", b"", "not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+    ("config.json", b'{"vocab_size": ', "not valid JSON (Expecting value: line 1 column 16 (char 15))"),
+    ("chat_template.jinja", b"\xff", "not UTF-8 ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte)"),
+])
+def test_a_corrupted_model_file_is_named_with_its_folder(policy, tmp_path, name, content, problem):
+    folder = broken_copy(policy, tmp_path / "model", name, content)
+    with pytest.raises(ModelLoadError) as error:
+        load_policy(folder)
+    assert str(error.value) == f"model '{folder}' could not be loaded: {folder}/{name} is {problem}"
+
+
+def test_a_missing_model_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"model '{tmp_path}/nope' could not be loaded: not a model folder")):
+        load_policy(tmp_path / "nope")
+
+
+def test_a_saved_policy_follows_the_umask(policy, tmp_path):
+    model, tokenizer = load_policy(policy / "model")
+    old = os.umask(0o002)
+    try:
+        save_policy(model, tokenizer, tmp_path / "saved")
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "saved").iterdir()}
+    assert "model.safetensors" in modes and modes == dict.fromkeys(modes, oct(0o664))
 
 
 def scored_pairs(policy, root, records=None, **truncation):

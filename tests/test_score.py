@@ -121,3 +121,13 @@ def test_bad_input_is_one_line_and_status_2(tmp_path):
     assert_one_line_error(run("arena_hard", judgments, "--baseline", "gpt-4o"), "baselines ['gpt-4-0314'], not 'gpt-4o'")
     judgments.write_text(judgments.read_text() + "{not json\n")
     assert_one_line_error(run("arena_hard", judgments), "j.jsonl:6: not valid JSON")
+
+
+def test_a_byte_that_is_not_utf8_is_one_line_naming_file_line_and_column(tmp_path):
+    latin = tmp_path / "latin1.json"
+    latin.write_bytes(b'[{"instruction": "q",\n  "output_1": "caf\xe9"}]')
+    assert_one_line_error(run("alpaca_eval", latin), f"{latin}:2: not UTF-8 (byte 0xe9 at column 19)")
+    judgments = tmp_path / "j.jsonl"
+    write_jsonl(judgments, hand_judgments("m", 1))
+    judgments.write_bytes(judgments.read_bytes() + b'{"uid": "\xff"}\n')
+    assert_one_line_error(run("arena_hard", judgments), f"{judgments}:6: not UTF-8 (byte 0xff at column 10)")

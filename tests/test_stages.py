@@ -14,6 +14,7 @@ from inpo.config import load_config
 from inpo.modeling import load_policy
 from inpo.training import NonFiniteLossError, OptimSettings, fit, latest_checkpoint
 from inpo.records import PAIR, SAMPLE, SCORED_PAIR, RecordError, read_json, read_jsonl, write_jsonl
+from inpo.task import make_prompts, render_response
 
 TINY_MODEL = [
     "model.architecture.hidden_size=64",
@@ -135,12 +136,70 @@ def test_malformed_input_stops_the_stage_naming_file_and_line(chain, tmp_path):
     assert not (tmp_path / "pairs.jsonl").exists()
 
 
+def stage_stops_and_destroys_nothing(run, cfg, folder, message):
+    """``run(cfg)`` raises RecordError with exactly ``message``, and leaves every file of ``folder``
+    byte-identical (no file added, none changed)."""
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with pytest.raises(RecordError) as error:
+        run(cfg)
+    assert str(error.value) == message
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def bad_samples(folder, third_line: bytes):
+    """samples.jsonl of the embedded task whose third line is ``third_line``, beside the outputs of
+    an earlier run of annotate and of the next stage, logps."""
+    records = [{**p, "responses": [render_response(p["items"], 0, 0), render_response(sorted(p["items"]), 1, 1)]}
+               for p in make_prompts(4, seed=3, split="train1")]
+    write_jsonl(folder / "samples.jsonl", records)
+    lines = (folder / "samples.jsonl").read_bytes().splitlines(keepends=True)
+    (folder / "samples.jsonl").write_bytes(b"".join(lines[:2]) + third_line + b"".join(lines[3:]))
+    write_jsonl(folder / "pairs.jsonl", [{"id": "old", "prompt": "p", "chosen": "a", "rejected": "b"}])
+    (folder / "scored_pairs.jsonl").write_text('{"id": "old", "ref_chosen_logp": -1.0}\n')
+    return load_config("annotate", [f"samples={folder}/samples.jsonl", f"output={folder}/pairs.jsonl",
+                                    f"stats={folder}/annotation.json"])
+
+
+def test_annotate_stops_at_a_byte_that_is_not_utf8(tmp_path):
+    cfg = bad_samples(tmp_path, b'{"id": "x", "prompt": "sort \xff 1", "responses": ["a", "b"]}\n')
+    stage_stops_and_destroys_nothing(annotate.run, cfg, tmp_path,
+                                     f"{tmp_path}/samples.jsonl:3: not UTF-8 (byte 0xff at column 29)")
+
+
+def test_annotate_stops_at_a_response_that_is_not_a_string(tmp_path):
+    cfg = bad_samples(tmp_path, b'{"id": "x", "prompt": "sort 2 1", "items": [2, 1], "responses": ["a", 3]}\n')
+    stage_stops_and_destroys_nothing(annotate.run, cfg, tmp_path,
+                                     f"{tmp_path}/samples.jsonl:3: field 'responses' must be a list of strings, item 1 is 3")
+
+
+def test_train_stops_at_a_log_prob_that_is_not_finite(tmp_path):
+    pair = {"id": "a", "prompt": "sort 2 1", "chosen": "( 1 2 )", "rejected": "( 2 1 )", "ref_chosen_logp": -1.0,
+            "ref_rejected_logp": -2.0, "prev_chosen_logp": -1.0, "prev_rejected_logp": -2.0,
+            "max_length": None, "max_prompt_length": None}
+    write_jsonl(tmp_path / "scored_pairs.jsonl", [pair, {**pair, "id": "b", "ref_chosen_logp": float("nan")}])
+    write_jsonl(tmp_path / "pairs.jsonl", [{"id": "a", "prompt": "p", "chosen": "a", "rejected": "b"}])
+    cfg = load_config("train", [f"pairs={tmp_path}/scored_pairs.jsonl", f"policy={tmp_path}/none",
+                                f"output={tmp_path}/policy", f"work_dir={tmp_path}/train"])
+    stage_stops_and_destroys_nothing(train.run, cfg, tmp_path,
+                                     f"{tmp_path}/scored_pairs.jsonl:2: field 'ref_chosen_logp' must be a finite number, got nan")
+
+
 def test_evaluate_needs_baseline_answers_for_every_prompt(chain, tmp_path):
     write_jsonl(tmp_path / "baseline.jsonl", [{"id": "eval-00000", "prompt": "sort 1 2 3", "responses": ["( 1 2 3 )"]}])
     cfg = load_config("evaluate", [f"policy={chain}/sft/model", f"prompts={chain}/eval.jsonl",
                                    f"baseline={tmp_path}/baseline.jsonl", f"output_dir={tmp_path}/ev"])
     with pytest.raises(ValueError, match="no baseline answers for 11 prompts"):
         evaluate.run(cfg)
+
+
+def test_evaluate_takes_an_empty_list_of_baseline_answers_for_none(tmp_path):
+    write_jsonl(tmp_path / "eval.jsonl", [{"id": "eval-00000", "prompt": "sort 2 1"}])
+    write_jsonl(tmp_path / "baseline.jsonl", [{"id": "eval-00000", "prompt": "sort 2 1", "responses": []}])
+    cfg = load_config("evaluate", [f"policy={tmp_path}/none", f"prompts={tmp_path}/eval.jsonl",
+                                   f"baseline={tmp_path}/baseline.jsonl", f"output_dir={tmp_path}/ev"])
+    with pytest.raises(ValueError) as error:
+        evaluate.run(cfg)
+    assert str(error.value) == f"{tmp_path}/baseline.jsonl: no baseline answers for 1 prompts (first: 'eval-00000')"
 
 
 def train_overrides(chain, work_dir):

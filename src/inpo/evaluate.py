@@ -73,7 +73,7 @@ def evaluate_heldout(cfg: DictConfig) -> dict:
         raise ValueError("eval=heldout needs prompts=<held-out prompts JSONL> and baseline=<the baseline's samples JSONL>")
     prompts = read_jsonl(cfg.prompts, PROMPT)
     baseline = {r["id"]: r["responses"] for r in read_jsonl(cfg.baseline, SAMPLE)}
-    missing = [p["id"] for p in prompts if p["id"] not in baseline]
+    missing = [p["id"] for p in prompts if not baseline.get(p["id"])]  # absent, or no responses
     if missing:
         raise ValueError(f"{cfg.baseline}: no baseline answers for {len(missing)} prompts (first: {missing[0]!r})")
     judge = make_judge(**OmegaConf.to_container(cfg.judge, resolve=True))

@@ -60,13 +60,14 @@ Differences from AlpacaEval, by design:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from scipy import optimize
 from scipy.special import expit
+
+from .records import read_json
 
 __all__ = [
     "raw_win_rate",
@@ -145,8 +146,11 @@ def read_alpaca_eval_annotations(path: str | Path) -> dict[str, np.ndarray]:
     - ``preferences``: ``preference - 1``, the probability in [0, 1] that the model wins,
     - ``model_lengths`` = len(output_2), ``baseline_lengths`` = len(output_1),
     - ``index``: the record's position in the file (AlpacaEval's instruction index).
+
+    Raises RecordError (a ValueError) naming the file, and the line where known, for a missing
+    file, a file that is not UTF-8 or not valid JSON; ValueError for a record of the wrong shape.
     """
-    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    records = read_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a JSON list of annotation records")
     rows: dict[str, list] = {

@@ -3,14 +3,18 @@ load any causal LM by name or path, and encode prompts/responses with the chat t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from .records import follow_umask
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
 ROLE_TOKENS = ["<system>", "<user>", "<assistant>"]
@@ -61,12 +65,63 @@ def compute_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False):
-    """A model's tokenizer; one without a pad token pads with EOS (padding is masked, so any id does)."""
+class ModelLoadError(ValueError):
+    """A model folder or hub name whose files transformers cannot use; the message names it."""
+
+
+def _file_problem(file: Path) -> str | None:
+    """Why a model folder's file cannot be read ("not valid JSON (...)"), or None if it can (or
+    is of a kind not checked)."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as err:
-        raise FileNotFoundError(f"model {str(path)!r} could not be loaded: not a model folder, or not reachable ({err})") from None
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt"):  # reads the header, checks it against the size
+                pass
+        elif file.suffix == ".json":
+            json.loads(file.read_bytes().decode("utf-8"))
+        elif file.suffix == ".jinja":
+            file.read_bytes().decode("utf-8")
+    except SafetensorError as err:
+        return f"not a valid safetensors file ({err})"
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 ({err})"
+    except json.JSONDecodeError as err:
+        return f"not valid JSON ({err})"
+    return None
+
+
+def _broken_file(folder: str | os.PathLike, pattern: str = "*") -> tuple[Path, str] | None:
+    """The first file of ``folder`` matching ``pattern`` that cannot be read, and why; None if
+    none is (or no such folder)."""
+    files = sorted(f for f in Path(folder).glob(pattern) if f.is_file())
+    return next(((f, problem) for f in files if (problem := _file_problem(f))), None)
+
+
+def load_pretrained(auto_class, path: str | os.PathLike, **kwargs):
+    """``auto_class.from_pretrained(path, **kwargs)`` (a model or tokenizer class; a folder or hub
+    name), with one error that names ``path`` when it cannot be loaded (the original chained).
+
+    Raises ModelLoadError naming the file when a file of the folder is broken (a truncated
+    safetensors file, a JSON file cut short, ...), or with transformers' reason when the folder
+    is of another kind (e.g. an unknown model class); FileNotFoundError when ``path`` is neither
+    a model folder nor a hub name this machine can reach.
+    """
+    try:
+        return auto_class.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, SafetensorError) as err:  # JSON and UTF-8 decode errors are ValueErrors
+        where = f"model {str(path)!r} could not be loaded"
+        # transformers' errors do not say which file is broken
+        broken = _broken_file(path, "*.safetensors" if isinstance(err, SafetensorError) else "*")
+        if broken:
+            raise ModelLoadError(f"{where}: {broken[0]} is {broken[1]}") from err
+        if isinstance(err, OSError):
+            raise FileNotFoundError(f"{where}: not a model folder, or not reachable ({err})") from err
+        raise ModelLoadError(f"{where}: {err}") from err
+
+
+def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False):
+    """A model's tokenizer; one without a pad token pads with EOS (padding is masked, so any id does).
+    Raises as ``load_pretrained``."""
+    tokenizer = load_pretrained(AutoTokenizer, path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -75,13 +130,14 @@ def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False):
 def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu",
                 trust_remote_code: bool = False):
     """Load a causal LM and its tokenizer from a Hugging Face folder or hub name; returns (model, tokenizer).
-    ``dtype``: a torch dtype, a name in ``DTYPES``, or ``auto`` (the checkpoint's own)."""
+    ``dtype``: a torch dtype, a name in ``DTYPES``, or ``auto`` (the checkpoint's own). Raises as
+    ``load_pretrained``, and ValueError for a tokenizer without a chat template."""
     torch_dtype = DTYPES[dtype] if dtype in DTYPES else dtype
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     if not tokenizer.chat_template:
         raise ValueError(f"model {str(path)!r}: its tokenizer has no chat template; the prompts are chat turns, "
                          f"so use a chat (SFT/instruct) model or add a chat_template to its tokenizer_config.json")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    model = load_pretrained(AutoModelForCausalLM, path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     return model.to(device), tokenizer
 
 
@@ -104,6 +160,7 @@ def save_policy(model, tokenizer, path: str | os.PathLike, *, state_dict=None, s
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, state_dict=state_dict, save_function=save_function, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    follow_umask(tmp.glob("*.safetensors"))
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)

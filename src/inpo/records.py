@@ -8,19 +8,29 @@ Kinds of record (fields every record of the kind must have, with their JSON type
 - scored pair:  a pair plus ref/prev chosen/rejected summed log-probs
 - answer:       id, prompt, response                    (evaluation answers)
 
-Extra fields (a task's metadata, indices, oracle probabilities) travel along untouched.
+Any record may have ``messages``, the chat turns its response answers (a list of objects with
+string ``role`` and ``content``), checked where present. Other extra fields (a task's metadata,
+indices, oracle probabilities) travel along untouched.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import IO, Any, Iterable, Iterator, Mapping, get_args, get_origin
 
+
+class ChatTurn:
+    """The field type of a chat message: a JSON object with string ``role`` and ``content``."""
+
+
+# Field types: a JSON type, ChatTurn, or list[T] for a list whose every item is a T.
 PROMPT = {"id": str, "prompt": str}
-SAMPLE = {"id": str, "prompt": str, "responses": list}
+SAMPLE = {"id": str, "prompt": str, "responses": list[str]}
 PAIR = {"id": str, "prompt": str, "chosen": str, "rejected": str}
 SCORED_PAIR = {
     **PAIR,
@@ -30,8 +40,13 @@ SCORED_PAIR = {
     "prev_rejected_logp": float,
 }
 ANSWER = {"id": str, "prompt": str, "response": str}
+# Fields any record may have, checked where present: every stage that prompts a model reads
+# ``messages`` (inpo.modeling.conversation).
+OPTIONAL = {"messages": list[ChatTurn]}
 
-_JSON_TYPE_NAMES = {str: "a string", list: "a list", float: "a number", int: "an integer", dict: "an object"}
+_JSON_TYPE_NAMES = {str: "a string", list: "a list", float: "a finite number", int: "an integer", dict: "an object",
+                    list[str]: "a list of strings",
+                    list[ChatTurn]: "a list of chat turns (objects with string role and content)"}
 
 
 class RecordError(ValueError):
@@ -39,18 +54,61 @@ class RecordError(ValueError):
 
 
 def _matches(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):  # a JSON true/false is no number
+        return False
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind) and not isinstance(value, bool)
+        # Python's json reads NaN and Infinity (and 1e400 as inf); no field of ours can hold them
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if kind is ChatTurn:
+        return isinstance(value, dict) and isinstance(value.get("role"), str) and isinstance(value.get("content"), str)
+    return isinstance(value, kind)
+
+
+def _field_problem(value: Any, kind: Any) -> str | None:
+    """Why ``value`` is not of ``kind`` (a field type), e.g. "must be a string, got 3"; None if it is."""
+    if get_origin(kind) is list:
+        if not isinstance(value, list):
+            return f"must be {_JSON_TYPE_NAMES[kind]}, got {value!r:.60}"
+        bad = next((i for i, item in enumerate(value) if not _matches(item, get_args(kind)[0])), None)
+        return None if bad is None else f"must be {_JSON_TYPE_NAMES[kind]}, item {bad} is {value[bad]!r:.60}"
+    return None if _matches(value, kind) else f"must be {_JSON_TYPE_NAMES[kind]}, got {value!r:.60}"
+
+
+def _record_problem(record: dict, fields: Mapping[str, Any]) -> str | None:
+    """What is wrong with a record that must have ``fields`` (and may have ``OPTIONAL``), or None."""
+    missing = next((name for name in fields if name not in record), None)
+    if missing is not None:
+        return f"missing field {missing!r}"
+    for name, kind in [*fields.items(), *OPTIONAL.items()]:
+        problem = _field_problem(record[name], kind) if name in record else None
+        if problem:
+            return f"field {name!r} {problem}"
+    return None
+
+
+def _decode(data: bytes, path: Path, first_line: int = 1) -> str:
+    """``data`` (from line ``first_line`` of ``path`` on) as UTF-8; a bad byte is a RecordError
+    naming its line and its column in bytes."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + data.count(b"\n", 0, err.start)
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise RecordError(f"{path}:{line}: not UTF-8 (byte 0x{data[err.start]:02x} at column {column})") from None
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """(line number, record) of each non-blank line of a JSON Lines file; errors name file and line."""
+    """(line number, record) of each non-blank line of a JSON Lines file.
+
+    Raises RecordError, naming file and line, for a missing file, a line that is not UTF-8 or
+    not valid JSON, or a record that is not a JSON object.
+    """
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # bytes, decoded line by line, so that a bad byte's line is known
+        for number, raw in enumerate(f, start=1):
+            line = _decode(raw, path, number)
             if not line.strip():
                 continue
             try:
@@ -62,16 +120,19 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             yield number, record
 
 
-def read_jsonl(path: str | os.PathLike, fields: Mapping[str, type] | None = None, *, allow_empty: bool = False) -> list[dict]:
-    """Read a JSON Lines file, checking every record has ``fields`` with the right types and a unique id."""
+def read_jsonl(path: str | os.PathLike, fields: Mapping[str, Any] | None = None, *, allow_empty: bool = False) -> list[dict]:
+    """Read a JSON Lines file, checking every record has ``fields`` with the right types and a unique id.
+
+    Raises RecordError naming file and line (``iter_jsonl``'s errors, a missing field, a field
+    of the wrong type, a non-finite number, a repeated id) or the file (no records, unless
+    ``allow_empty``).
+    """
     fields = fields or {"id": str}
     records, seen = [], {}
     for number, record in iter_jsonl(path):
-        for name, kind in fields.items():
-            if name not in record:
-                raise RecordError(f"{path}:{number}: missing field {name!r}")
-            if not _matches(record[name], kind):
-                raise RecordError(f"{path}:{number}: field {name!r} must be {_JSON_TYPE_NAMES[kind]}, got {record[name]!r:.60}")
+        problem = _record_problem(record, fields)
+        if problem:
+            raise RecordError(f"{path}:{number}: {problem}")
         if record["id"] in seen:
             raise RecordError(f"{path}:{number}: duplicate id {record['id']!r} (first on line {seen[record['id']]})")
         seen[record["id"]] = number
@@ -81,12 +142,35 @@ def read_jsonl(path: str | os.PathLike, fields: Mapping[str, type] | None = None
     return records
 
 
-def _atomic_write(path: Path, write) -> None:
+def current_umask() -> int:
+    """The process's umask (os has no getter: set it, then restore it at once)."""
+    mask = os.umask(0o022)  # for that instant a common, safe value
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(files: Iterable[Path]) -> None:
+    """Give ``files`` the mode ``open`` would give them under the umask. safetensors writes its
+    files 0600 whatever the umask, which would hide models from the group on a shared cluster."""
+    mode = 0o666 & ~current_umask()
+    for file in files:
+        file.chmod(mode)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", suffix: str = ".tmp") -> Iterator[IO]:
+    """A new file beside ``path``, opened with ``mode`` ("w" UTF-8 text, or "wb"), renamed to
+    ``path`` when the block ends and removed if it raises: ``path`` is either the old file or
+    the complete new one. The file gets the permissions of the umask, as ``open`` gives them
+    (``tempfile.mkstemp``'s 0600 would hide results from the group on a shared cluster).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{suffix}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # O_EXCL: never another's file
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -95,24 +179,31 @@ def _atomic_write(path: Path, write) -> None:
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping]) -> None:
     """Write records one per line; the file appears only when complete (temporary name, then rename)."""
-    _atomic_write(Path(path), lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    with atomic_file(path) as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file (a table, a report) atomically."""
-    _atomic_write(Path(path), lambda f: f.write(text))
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write one JSON document atomically, indented for people to read."""
-    _atomic_write(Path(path), lambda f: f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n"))
+    with atomic_file(path) as f:
+        f.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """One JSON document. Raises RecordError naming the file (missing) or the file and line (not
+    UTF-8, not valid JSON)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise RecordError(f"{path}: no such file") from None
+    try:
+        return json.loads(_decode(data, path))
     except json.JSONDecodeError as err:
         raise RecordError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None

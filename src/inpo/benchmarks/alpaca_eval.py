@@ -25,7 +25,6 @@ the leaderboard's ``length_controlled_winrate`` exactly; the raw figures do, to 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Sequence
 
@@ -129,22 +128,13 @@ def _columns(records: Sequence[dict], where: str) -> dict[str, np.ndarray]:
             "baseline_lengths": np.array(baseline_lengths, dtype=float), "generator_2": np.array(generators, dtype=object)}
 
 
-def _read(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    try:
-        return read_alpaca_eval_annotations(path)
-    except FileNotFoundError:
-        raise RecordError(f"{path}: no such file") from None
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-
-
 def score_annotations(records_or_path: str | os.PathLike | Sequence[dict]) -> dict:
     """AlpacaEval's leaderboard figures of one model's annotations (a file or its records):
     ``win_rate``, ``standard_error`` (percent), ``n_wins``, ``n_wins_base``, ``n_draws``,
     ``n_total``, ``avg_length`` (characters) and, where the GLM can be fitted,
     ``length_controlled_winrate`` and ``lc_standard_error`` (module docstring)."""
     if isinstance(records_or_path, (str, os.PathLike)):
-        where, data = str(records_or_path), _read(records_or_path)
+        where, data = str(records_or_path), read_alpaca_eval_annotations(records_or_path)
     else:
         where, data = "annotations", _columns(records_or_path, "annotations")
     generators = {g for g in data["generator_2"] if g is not None}

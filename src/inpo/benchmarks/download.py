@@ -24,9 +24,10 @@ import http.client
 import os
 import shutil
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
+
+from ..records import atomic_file
 
 BASE_URL = "https://raw.githubusercontent.com"
 FILES = {  # benchmark -> {path in DEST: path under the base URL}
@@ -52,21 +53,15 @@ def plan(benchmark: str, dest: str | os.PathLike, base_url: str = BASE_URL) -> l
 
 
 def fetch(url: str, path: Path, timeout: float = 60.0) -> int:
-    """Download ``url`` to ``path`` atomically; returns the number of bytes."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        path.parent.mkdir(parents=True, exist_ok=True)  # only once the server answers
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                shutil.copyfileobj(response, f)
-                size = f.tell()
-            expected = response.headers.get("Content-Length")
-            if expected is not None and int(expected) != size:
-                raise OSError(f"{url}: the connection closed after {size} of {expected} bytes")
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+    """Download ``url`` to ``path`` atomically; returns the number of bytes. Raises OSError (or
+    http.client.HTTPException) when it cannot be fetched whole; ``path`` is then left as it was."""
+    # atomic_file makes the folder: only once the server answers
+    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_file(path, "wb", suffix=".part") as f:
+        shutil.copyfileobj(response, f)
+        size = f.tell()
+        expected = response.headers.get("Content-Length")
+        if expected is not None and int(expected) != size:
+            raise OSError(f"{url}: the connection closed after {size} of {expected} bytes")
     return size
 
 

@@ -100,11 +100,11 @@ class ResponseCache:
         if complete < len(data):  # a write torn by a kill: cut it so the next line starts clean
             with self.path.open("r+b") as f:
                 f.truncate(complete)
-        for number, line in enumerate(data[:complete].decode("utf-8").splitlines(), start=1):
+        for number, line in enumerate(data[:complete].split(b"\n"), start=1):
             if not line.strip():
                 continue
-            try:
-                entry = json.loads(line)
+            try:  # decoded line by line: a bad byte (UnicodeDecodeError is a ValueError) names its line
+                entry = json.loads(line.decode("utf-8"))
                 self.answers[entry["key"]] = entry["response"]
             except (ValueError, KeyError, TypeError):
                 raise ApiError(f"{self.path}:{number}: not a cache line; delete the file to start over") from None

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from inpo.logprobs import pad_sequences
-from inpo.modeling import compute_dtype, default_device, load_tokenizer
+from inpo.modeling import compute_dtype, default_device, load_pretrained, load_tokenizer
 
 # Options every model judge takes; ``model`` has no default.
 MODEL_OPTIONS = {"model": None, "batch_size": 8, "max_length": None, "dtype": "auto", "trust_remote_code": False}
@@ -28,15 +28,12 @@ def check_options(kind: str, options: Mapping[str, Any], defaults: Mapping[str, 
 
 
 def load_model(auto_class, name: str, *, dtype: str = "auto", trust_remote_code: bool = False):
-    """(model, tokenizer) from a hub name or folder, in eval mode on the default device."""
+    """(model, tokenizer) from a hub name or folder, in eval mode on the default device. Raises as
+    ``inpo.modeling.load_pretrained``."""
     device = default_device()
     torch_dtype = compute_dtype(dtype, device)
     tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
-    try:
-        model = auto_class.from_pretrained(name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"judge model {str(name)!r} could not be loaded: not a model folder or hub name, "
-                                f"or not reachable ({err})") from None
+    model = load_pretrained(auto_class, name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tokenizer
 
 
