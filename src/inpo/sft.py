@@ -16,7 +16,8 @@ from .logprobs import pad_sequences, sequence_logps
 from .modeling import build_llama, build_word_tokenizer, encode
 from .records import write_json
 from .task import VOCABULARY, TaskConfig, make_demonstration, make_prompts
-from .training import OptimSettings, fit
+from .optim import OptimSettings
+from .training import fit, make_accelerator, finish_training
 
 
 def task_config(cfg: DictConfig) -> TaskConfig:
@@ -54,10 +55,13 @@ def run(cfg: DictConfig) -> dict:
     collate, loss_fn = sft_loss(tokenizer.pad_token_id)
     examples = [encode(tokenizer, p["prompt"], demo) for p, demo in zip(prompts, demos)]
 
+    accelerator = make_accelerator(settings, cfg.work_dir, "sft")
     summary = fit(model, examples, collate, loss_fn, settings, seed=seed, work_dir=cfg.work_dir,
-                  output=cfg.output, tokenizer=tokenizer, description="sft",
+                  output=cfg.output, tokenizer=tokenizer, description="sft", accelerator=accelerator,
                   setup={"model": OmegaConf.to_container(cfg.model)})
-    write_json(Path(cfg.work_dir) / "sft_summary.json", summary)
+    if accelerator.is_main_process:
+        write_json(Path(cfg.work_dir) / "sft_summary.json", summary)
+    finish_training(cfg.work_dir, accelerator)
     return summary
 
 

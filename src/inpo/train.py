@@ -21,7 +21,8 @@ from .losses import check_inpo_settings, dpo_loss, inpo_loss, ipo_loss
 from .lora import apply_lora
 from .modeling import conversation, encode, load_policy
 from .records import SCORED_PAIR, read_jsonl, write_json
-from .training import OptimSettings, fit, make_accelerator
+from .optim import OptimSettings
+from .training import fit, make_accelerator, finish_training
 
 LOSSES = ("inpo", "dpo", "ipo")
 
@@ -107,7 +108,9 @@ def run(cfg: DictConfig) -> dict:
                   setup={"algo": OmegaConf.to_container(cfg.algo), "policy": str(cfg.policy),
                          "lora": OmegaConf.to_container(cfg.lora), "model_dtype": cfg.model_dtype})
     summary["pairs"] = len(pairs)
-    write_json(Path(cfg.work_dir) / "train_summary.json", summary)
+    if accelerator.is_main_process:
+        write_json(Path(cfg.work_dir) / "train_summary.json", summary)
+    finish_training(cfg.work_dir, accelerator)
     return summary
 
 

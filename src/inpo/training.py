@@ -14,7 +14,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -25,38 +25,10 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from .modeling import save_policy
+from .optim import OptimSettings
+from .records import follow_umask
 
 LossFn = Callable[[torch.nn.Module, Mapping[str, Any]], tuple[torch.Tensor, dict[str, float]]]
-
-
-@dataclass
-class OptimSettings:
-    """How to train; one field per knob of ``optim`` in the stage configs."""
-
-    learning_rate: float
-    epochs: int = 1
-    batch_size: int = 8  # per device, per micro-batch
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, else full precision
-    checkpoint_every: int = 50  # optimizer steps between checkpoints
-    log_every: int = 10  # optimizer steps between log lines
-
-    def __post_init__(self) -> None:
-        for name in ("learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError(f"optim.mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
-
-    def resolved_precision(self) -> str:
-        if self.mixed_precision != "auto":
-            return self.mixed_precision
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 class EpochShuffle(Sampler[int]):
@@ -114,6 +86,7 @@ def _save_checkpoint(accelerator: Accelerator, checkpoints: Path, progress: dict
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()  # every process has written its part (e.g. its RNG state) before the rename
     if accelerator.is_main_process:
+        follow_umask(tmp.rglob("*.safetensors"))
         (tmp / "progress.json").write_text(json.dumps(progress))
         os.replace(tmp, checkpoints / name)
         (checkpoints / "latest.tmp").write_text(name)
@@ -133,11 +106,31 @@ def training_fingerprint(settings: OptimSettings, seed: int, examples: Sequence[
     return digest.hexdigest()
 
 
-def _trim_log(log_path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+def _trim_log(log_path: Path, last_step: int) -> dict[str, float]:
+    """Drop log lines written after the checkpoint we resume from (they will be written again), and
+    a line torn by a kill; return the metrics of the last line kept (the run's latest window)."""
+    kept = []
     if log_path.exists():
-        kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
-        log_path.write_text("".join(line + "\n" for line in kept))
+        for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # only the line being written when the job was killed can be torn
+            if record["step"] <= last_step:
+                kept.append(record)
+        log_path.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    return {k: v for k, v in kept[-1].items() if k not in ("step", "epoch")} if kept else {}
+
+
+def finish_training(work_dir: str | os.PathLike, accelerator: Accelerator) -> None:
+    """Delete a finished training's ``work_dir/checkpoints`` (the main process, once every process is
+    done) and end the accelerate run (trackers, process group). A stage calls it after writing all of
+    its job's outputs, so that a job killed before then resumes from its last checkpoint instead of
+    step 0."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(Path(work_dir) / "checkpoints", ignore_errors=True)
+    accelerator.end_training()
 
 
 def fit(
@@ -161,7 +154,9 @@ def fit(
     ``work_dir`` holds ``checkpoints/`` and ``train_log.jsonl``. A checkpoint is resumed from only
     if it was made by the same training: the same settings, seed, examples and ``setup`` (anything
     else the caller wants to count, e.g. the algorithm's config); otherwise training starts afresh.
-    The checkpoints are deleted once the model is saved. A non-finite loss stops training with
+    The checkpoints stay until the caller has written all its outputs and calls
+    ``finish_training``: a job killed before then resumes instead of starting over (a run that
+    resumes from its last step only saves the model again). A non-finite loss stops training with
     NonFiniteLossError and leaves the last good checkpoint. Pass the ``accelerator`` made by
     ``make_accelerator`` before loading the model: under DeepSpeed ZeRO-3 the Accelerator must
     exist first, so that ``from_pretrained`` loads each rank's shard instead of the whole model.
@@ -190,6 +185,7 @@ def fit(
     fingerprint = training_fingerprint(settings, seed, examples, setup)
     progress = {"epoch": 0, "batches_done": 0, "step": 0, "fingerprint": fingerprint}
     resumed_from = None
+    last: dict[str, float] = {}  # the metrics of the latest log window
     checkpoint = latest_checkpoint(checkpoints)
     saved = json.loads((checkpoint / "progress.json").read_text()) if checkpoint is not None else {}
     if saved.get("fingerprint") == fingerprint:
@@ -197,7 +193,7 @@ def fit(
         progress = saved
         resumed_from = progress["step"]
         if accelerator.is_main_process:
-            _trim_log(log_path, resumed_from)
+            last = _trim_log(log_path, resumed_from)
             accelerator.print(f"[{description}] resuming from {checkpoint} at optimizer step {resumed_from}")
     elif accelerator.is_main_process:
         if checkpoint is not None:
@@ -208,7 +204,6 @@ def fit(
 
     bar = tqdm(total=total_steps, initial=progress["step"], desc=description, disable=not accelerator.is_local_main_process)
     window: dict[str, list[float]] = {}
-    last: dict[str, float] = {}
     model.train()
     for epoch in range(progress["epoch"], settings.epochs):
         # accelerate's loaders pass their own epoch counter to the sampler when iterated, and a
@@ -262,9 +257,6 @@ def fit(
     accelerator.wait_for_everyone()
     save_policy(accelerator.unwrap_model(model), tokenizer, output, state_dict=accelerator.get_state_dict(model),
                 save_function=accelerator.save, is_main_process=accelerator.is_main_process)
-    if accelerator.is_main_process:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    accelerator.end_training()
     parameters = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
     return {"steps": progress["step"], "total_steps": total_steps, "resumed_from_step": resumed_from,
             "parameters": parameters, "last_metrics": last}

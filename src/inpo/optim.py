@@ -1,0 +1,41 @@
+"""The ``optim`` settings of the training stages (``sft``, ``train``), checked without importing
+torch, so that the workflow can refuse a bad value before any job runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class OptimSettings:
+    """How to train; one field per knob of ``optim`` in the stage configs.
+
+    Raises ValueError naming the setting (``optim.<name>``) when a value is out of range.
+    """
+
+    learning_rate: float
+    epochs: int = 1
+    batch_size: int = 8  # per device, per micro-batch
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, else full precision
+    checkpoint_every: int = 50  # optimizer steps between checkpoints
+    log_every: int = 10  # optimizer steps between log lines
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"optim.mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+
+    def resolved_precision(self) -> str:
+        if self.mixed_precision != "auto":
+            return self.mixed_precision
+        import torch
+
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
