@@ -27,8 +27,11 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """The report, and every point's trained policies and metrics: a lost one is rebuilt."""
     input:
         rules.report.output,
+        rules.report.input.metrics,
+        [f"{train_folder(p, t)}/policy" for p in POINTS for t in ITERATIONS],
     default_target: True
 
 

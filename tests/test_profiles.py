@@ -84,6 +84,9 @@ def dry_run(profile: str, results: Path, env: dict[str, str | None], stand_ins: 
     for key in [k for k in environment if k.startswith(("INPO_SLURM_", "SNAKEMAKE_PROFILE"))]:
         del environment[key]
     environment.update({k: v for k, v in env.items() if v is not None})
+    # the paper's models are hub names: online, the jobs would download them (a dry run runs none);
+    # offline, the workflow would refuse names missing from the local cache
+    environment["HF_HUB_OFFLINE"] = "0"
     if stand_ins is not None:
         environment["PATH"] = f"{stand_ins}{os.pathsep}{environment.get('PATH', '')}"
     process = subprocess.run(

@@ -1,7 +1,11 @@
 def samples_for_annotation(wc):
     # a shared chain (seed~S/judge~J) annotates the samples of seed~S
     chain = wc.chain.rsplit("/judge~", 1)[0] if wc.chain.startswith("shared/") else wc.chain
-    return f"{R}/{chain}/iter{wc.t}/sample/samples.jsonl"
+    return samples_file(chain, wc.t)
+
+
+def annotate_folder(chain, t):
+    return f"{R}/{chain}/iter{t}/annotate"
 
 
 rule annotate:
@@ -10,15 +14,17 @@ rule annotate:
         lambda wc: conf("annotate", f"judge/{segment(wc.chain, 'judge')}"),
         samples=samples_for_annotation,
     output:
-        pairs=f"{R}/{{chain}}/iter{{t}}/annotate/pairs.jsonl",
-        stats=f"{R}/{{chain}}/iter{{t}}/annotate/annotation.json",
+        pairs=f"{annotate_folder('{chain}', '{t}')}/pairs.jsonl",
+        stats=f"{annotate_folder('{chain}', '{t}')}/annotation.json",
     params:
-        args=lambda wc, input, output: hydra_args(
-            "annotate", os.path.dirname(output.pairs), samples=input.samples, output=output.pairs, stats=output.stats,
-            judge=segment(wc.chain, "judge")),
+        args=lambda wc: hydra_args(
+            "annotate", annotate_folder(wc.chain, wc.t), samples=samples_for_annotation(wc),
+            output=f"{annotate_folder(wc.chain, wc.t)}/pairs.jsonl",
+            stats=f"{annotate_folder(wc.chain, wc.t)}/annotation.json", judge=segment(wc.chain, "judge")),
+        untracked=untracked_args("annotate"),
     log:
         f"{R}/logs/{{chain}}/iter{{t}}/annotate.log",
     benchmark:
         f"{R}/benchmarks/{{chain}}/iter{{t}}/annotate.tsv"
     shell:
-        "{PYTHON} -m inpo.annotate {params.args} > {log} 2>&1"
+        "{STAGE_ENV} {PYTHON} -m inpo.annotate {params.args} {params.untracked} > {log:q} 2>&1"

@@ -12,12 +12,21 @@ import shlex
 import sys
 
 from inpo.sweep import expand_grid, parse_point, point_path, stage_folder, train_overrides
+from inpo.workflow_config import Untracked, check_workflow_config, hydra_command, is_local_path, split_overrides
+
+# The checkout's configs: every stage reads them (INPO_CONF_DIR in each shell line), whatever
+# environment inpo is installed in, and rules list the files they read as inputs.
+CONF_DIR = os.path.relpath(os.path.join(workflow.basedir, "conf"))
+check_workflow_config(config, CONF_DIR)
 
 R = config["results"]
-PYTHON = sys.executable  # the jobs run with the interpreter that runs Snakemake
+# Every shell line starts with STAGE_ENV; jobs run with the interpreter that runs Snakemake.
+STAGE_ENV = f"INPO_CONF_DIR={shlex.quote(os.path.abspath(CONF_DIR))}"
+PYTHON = shlex.quote(sys.executable)
 # sft and train: plain Python, or accelerate's launcher on several GPUs
 TRAINER = PYTHON if not config.get("accelerate_config") else (
     f"{PYTHON} -m accelerate.commands.launch --config_file {shlex.quote(config['accelerate_config'])}")
+ACCELERATE_INPUT = [config["accelerate_config"]] if config.get("accelerate_config") else []
 ITERATIONS = list(range(1, config["iterations"] + 1))
 REPORT_DIR = f"{R}/report"
 GRID_KEYS = ("algo", "judge", "seed", "eta", "tau", "beta")
@@ -28,25 +37,6 @@ REFERENCE = f"{R}/sft/model" if EMBEDDED else config["reference"]
 HELDOUT = "heldout" in config["evaluations"]
 BENCHMARKS = [name for name in config["evaluations"] if name != "heldout"]
 SHARDS = config["sample_shards"]
-
-
-def check_config():
-    """What the schema cannot say, checked before any job with one message naming the setting."""
-    prompts = config["train_prompts"]
-    if prompts != "synthetic" and len(prompts) < config["iterations"]:
-        raise ValueError(f"train_prompts lists {len(prompts)} datasets for iterations={config['iterations']}: one per iteration")
-    if HELDOUT and not EMBEDDED:
-        raise ValueError(f"evaluations: heldout judges the embedded task's answers with the synthetic oracle, so it needs "
-                         f"reference=sft; with reference={config['reference']} evaluate on benchmarks (conf/eval/)")
-    for name in BENCHMARKS:
-        if not os.path.exists(f"conf/eval/{name}.yaml"):
-            known = sorted(f[:-5] for f in os.listdir("conf/eval") if f.endswith(".yaml"))
-            raise ValueError(f"evaluations: no conf/eval/{name}.yaml; known: heldout and {known}")
-    if config["max_length"] and config["max_prompt_length"] and config["max_prompt_length"] >= config["max_length"]:
-        raise ValueError(f"max_prompt_length={config['max_prompt_length']} must be below max_length={config['max_length']}")
-
-
-check_config()
 
 
 wildcard_constraints:
@@ -92,20 +82,23 @@ def evaluations(point):
 
 
 def hydra_args(stage, run_dir, **settings):
-    """A stage's Hydra command line: its settings, its run directory (where Hydra saves the composed
-    config, beside the outputs) and the workflow config's extra overrides for it, shell-quoted.
-    Strings with characters Hydra's override grammar reserves (the '~' of point folders) are quoted."""
-    def value(v):
-        if v is None:
-            return "null"
-        if isinstance(v, list):
-            return "[" + ",".join(value(x) for x in v) + "]"
-        return f"'{v}'" if isinstance(v, str) and not re.fullmatch(r"[\w./+-]*", v) else str(v)
+    """A stage's Hydra arguments: its settings, its run directory (where Hydra saves the composed
+    config, beside the outputs) and the workflow config's overrides for it that can change a result.
 
-    args = [f"{k}={value(v)}" for k, v in settings.items()] + [f"hydra.run.dir={value(str(run_dir))}"]
-    return " ".join(shlex.quote(a) for a in args + list(config.get("overrides", {}).get(stage, [])))
+    Rules pass this as a param computed from wildcards and config only, so Snakemake records it and
+    its params rerun trigger reruns the job when any of it changes (a param computed from
+    ``input``/``output`` is not recorded). Paths are therefore built from wildcards, not taken from
+    ``input``/``output``."""
+    tracked, _ = split_overrides(config.get("overrides", {}).get(stage, []))
+    return hydra_command({**settings, "hydra.run.dir": str(run_dir)}, tracked)
+
+
+def untracked_args(stage):
+    """The stage's overrides that cannot change a result (logging): passed on, never a rerun reason."""
+    _, untracked = split_overrides(config.get("overrides", {}).get(stage, []))
+    return Untracked(hydra_command({}, untracked))
 
 
 def conf(*names):
     """Hydra config files a rule reads; listed as inputs so that editing one reruns what depends on it."""
-    return [f"conf/{name}.yaml" for name in names]
+    return [f"{CONF_DIR}/{name}.yaml" for name in names]

@@ -1,3 +1,11 @@
+def eval_folder(chain, t, benchmark=None):
+    """Where an evaluation of the policy after iteration t writes (chain sft/reference, t = 0: pi_ref)."""
+    return f"{R}/{chain}/eval/{benchmark}/iter{t}" if benchmark else f"{R}/{chain}/eval/iter{t}"
+
+
+BASELINE = f"{R}/eval/baseline/samples.jsonl"
+
+
 if HELDOUT:
 
     rule baseline_answers:
@@ -5,20 +13,20 @@ if HELDOUT:
         input:
             conf("sample", "sampler/hf"),
             policy=f"{R}/sft/model",
-            prompts=f"{R}/prompts/eval/prompts.jsonl",
+            prompts=prompts_file("eval"),
         output:
-            f"{R}/eval/baseline/samples.jsonl",
+            BASELINE,
         params:
-            args=lambda wc, input, output: hydra_args(
-                "sample", os.path.dirname(output[0]), policy=input.policy, prompts=input.prompts, output=output[0],
-                n_samples=config["n_eval_samples"], iteration=0, seed=config["seed"]),
+            # iteration=0 keeps these samples' seed apart from every training iteration's
+            args=hydra_args("sample", os.path.dirname(BASELINE), policy=f"{R}/sft/model", prompts=prompts_file("eval"),
+                            output=BASELINE, n_samples=config["n_eval_samples"], iteration=0, seed=config["seed"]),
+            untracked=untracked_args("sample"),
         log:
             f"{R}/logs/baseline_answers.log",
         benchmark:
             f"{R}/benchmarks/baseline_answers.tsv"
         shell:
-            # iteration=0 keeps these samples' seed apart from every training iteration's
-            "{PYTHON} -m inpo.sample {params.args} > {log} 2>&1"
+            "{STAGE_ENV} {PYTHON} -m inpo.sample {params.args} {params.untracked} > {log:q} 2>&1"
 
 
     rule evaluate:
@@ -26,22 +34,23 @@ if HELDOUT:
         input:
             conf("evaluate", f"judge/{config['eval_judge']}", "sampler/hf"),
             policy=lambda wc: evaluated_policy(wc.chain, wc.t),
-            prompts=f"{R}/prompts/eval/prompts.jsonl",
-            baseline=f"{R}/eval/baseline/samples.jsonl",
+            prompts=prompts_file("eval"),
+            baseline=BASELINE,
         output:
-            metrics=f"{R}/{{chain}}/eval/iter{{t}}/metrics.json",
-            answers=f"{R}/{{chain}}/eval/iter{{t}}/answers.jsonl",
+            metrics=f"{eval_folder('{chain}', '{t}')}/metrics.json",
+            answers=f"{eval_folder('{chain}', '{t}')}/answers.jsonl",
         params:
-            args=lambda wc, input, output: hydra_args(
-                "evaluate", os.path.dirname(output.metrics), policy=input.policy, prompts=input.prompts,
-                baseline=input.baseline, output_dir=os.path.dirname(output.metrics), judge=config["eval_judge"],
+            args=lambda wc: hydra_args(
+                "evaluate", eval_folder(wc.chain, wc.t), policy=evaluated_policy(wc.chain, wc.t), prompts=prompts_file("eval"),
+                baseline=BASELINE, output_dir=eval_folder(wc.chain, wc.t), judge=config["eval_judge"],
                 n_samples=config["n_eval_samples"], iteration=wc.t, seed=config["seed"]),
+            untracked=untracked_args("evaluate"),
         log:
             f"{R}/logs/{{chain}}/eval/iter{{t}}.log",
         benchmark:
             f"{R}/benchmarks/{{chain}}/eval/iter{{t}}.tsv"
         shell:
-            "{PYTHON} -m inpo.evaluate {params.args} > {log} 2>&1"
+            "{STAGE_ENV} {PYTHON} -m inpo.evaluate {params.args} {params.untracked} > {log:q} 2>&1"
 
 
 rule benchmark:
@@ -51,16 +60,18 @@ rule benchmark:
         lambda wc: conf("evaluate", f"eval/{wc.benchmark}", f"sampler/{config['sampler']}"),
         policy=lambda wc: model_input(evaluated_policy(wc.chain, wc.t)),
     output:
-        metrics=f"{R}/{{chain}}/eval/{{benchmark}}/iter{{t}}/metrics.json",
+        metrics=f"{eval_folder('{chain}', '{t}', '{benchmark}')}/metrics.json",
     params:
         # overrides: the workflow config's `overrides: {<benchmark>: [...]}`
-        args=lambda wc, output: hydra_args(
-            wc.benchmark, os.path.dirname(output.metrics), eval=wc.benchmark, policy=evaluated_policy(wc.chain, wc.t),
-            output_dir=os.path.dirname(output.metrics), sampler=config["sampler"], iteration=wc.t,
-            seed=config["seed"], **{"sampler.max_prompt_length": config["max_prompt_length"]}),
+        args=lambda wc: hydra_args(
+            wc.benchmark, eval_folder(wc.chain, wc.t, wc.benchmark), eval=wc.benchmark,
+            policy=evaluated_policy(wc.chain, wc.t), output_dir=eval_folder(wc.chain, wc.t, wc.benchmark),
+            sampler=config["sampler"], iteration=wc.t, seed=config["seed"],
+            **{"sampler.max_prompt_length": config["max_prompt_length"]}),
+        untracked=lambda wc: untracked_args(wc.benchmark),
     log:
         f"{R}/logs/{{chain}}/eval/{{benchmark}}/iter{{t}}.log",
     benchmark:
         f"{R}/benchmarks/{{chain}}/eval/{{benchmark}}/iter{{t}}.tsv"
     shell:
-        "{PYTHON} -m inpo.evaluate {params.args} > {log} 2>&1"
+        "{STAGE_ENV} {PYTHON} -m inpo.evaluate {params.args} {params.untracked} > {log:q} 2>&1"

@@ -1,19 +1,26 @@
+def scored_pairs_file(chain, t):
+    return f"{R}/{chain}/iter{t}/logps/scored_pairs.jsonl"
+
+
 rule logps:
     """Summed log-probs of chosen and rejected under pi_ref and pi_t, stored with the pairs."""
     input:
         conf("logps"),
-        pairs=f"{R}/{{chain}}/iter{{t}}/annotate/pairs.jsonl",
+        pairs=f"{annotate_folder('{chain}', '{t}')}/pairs.jsonl",
         ref=model_input(REFERENCE),
         policy=lambda wc: model_input(policy_in(wc.chain, wc.t)),
     output:
-        f"{R}/{{chain}}/iter{{t}}/logps/scored_pairs.jsonl",
+        scored_pairs_file("{chain}", "{t}"),
     params:
-        args=lambda wc, input, output: hydra_args(
-            "logps", os.path.dirname(output[0]), pairs=input.pairs, ref_policy=REFERENCE, policy=policy_in(wc.chain, wc.t),
-            output=output[0], max_length=config["max_length"], max_prompt_length=config["max_prompt_length"]),
+        args=lambda wc: hydra_args(
+            "logps", os.path.dirname(scored_pairs_file(wc.chain, wc.t)),
+            pairs=f"{annotate_folder(wc.chain, wc.t)}/pairs.jsonl", ref_policy=REFERENCE,
+            policy=policy_in(wc.chain, wc.t), output=scored_pairs_file(wc.chain, wc.t),
+            max_length=config["max_length"], max_prompt_length=config["max_prompt_length"]),
+        untracked=untracked_args("logps"),
     log:
         f"{R}/logs/{{chain}}/iter{{t}}/logps.log",
     benchmark:
         f"{R}/benchmarks/{{chain}}/iter{{t}}/logps.tsv"
     shell:
-        "{PYTHON} -m inpo.logps {params.args} > {log} 2>&1"
+        "{STAGE_ENV} {PYTHON} -m inpo.logps {params.args} {params.untracked} > {log:q} 2>&1"

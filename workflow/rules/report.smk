@@ -6,8 +6,8 @@ rule report:
     input:
         conf("report"),
         metrics=[f for point in POINTS for f in evaluations(point) + benchmark_evaluations(point)],
-        annotations=[f"{R}/{stage_folder(p, t, 'annotate')}/iter{t}/annotate/annotation.json" for p in POINTS for t in ITERATIONS],
-        training=[f"{R}/sweep/{p}/iter{t}/train/train_summary.json" for p in POINTS for t in ITERATIONS],
+        annotations=[f"{annotate_folder(stage_folder(p, t, 'annotate'), t)}/annotation.json" for p in POINTS for t in ITERATIONS],
+        training=[f"{train_folder(p, t)}/train_summary.json" for p in POINTS for t in ITERATIONS],
     output:
         markdown=f"{REPORT_DIR}/report.md",
         csv=report(f"{REPORT_DIR}/report.csv", caption="../report/table.rst", category="Tables"),
@@ -22,9 +22,10 @@ rule report:
     params:
         args=hydra_args("report", REPORT_DIR, results=R, iterations=config["iterations"], output_dir=REPORT_DIR,
                         points=POINTS, evaluations=config["evaluations"]),
+        untracked=untracked_args("report"),
     log:
         f"{R}/logs/report.log",
     benchmark:
         f"{R}/benchmarks/report.tsv"
     shell:
-        "{PYTHON} -m inpo.report {params.args} > {log} 2>&1"
+        "{STAGE_ENV} {PYTHON} -m inpo.report {params.args} {params.untracked} > {log:q} 2>&1"

@@ -1,14 +1,18 @@
-def sample_args(wc, output, **shard):
+def samples_file(chain, t):
+    return f"{R}/{chain}/iter{t}/sample/samples.jsonl"
+
+
+def sample_args(wc, **shard):
+    output = f"{R}/{wc.chain}/iter{wc.t}/sample/shards/{wc.shard}.jsonl" if shard else samples_file(wc.chain, wc.t)
     return hydra_args(
-        "sample", os.path.dirname(output[0]), policy=policy_in(wc.chain, wc.t),
-        prompts=f"{R}/prompts/train_iter{wc.t}/prompts.jsonl", output=output[0], sampler=config["sampler"],
-        n_samples=config["n_samples"], iteration=wc.t, seed=segment(wc.chain, "seed"),
-        **{"sampler.max_prompt_length": config["max_prompt_length"]}, **shard)
+        "sample", os.path.dirname(output), policy=policy_in(wc.chain, wc.t), prompts=prompts_file(f"train_iter{wc.t}"),
+        output=output, sampler=config["sampler"], n_samples=config["n_samples"], iteration=wc.t,
+        seed=segment(wc.chain, "seed"), **{"sampler.max_prompt_length": config["max_prompt_length"]}, **shard)
 
 
 SAMPLE_INPUT = dict(
     policy=lambda wc: model_input(policy_in(wc.chain, wc.t)),
-    prompts=f"{R}/prompts/train_iter{{t}}/prompts.jsonl",
+    prompts=prompts_file("train_iter{t}"),
 )
 
 
@@ -20,15 +24,16 @@ if SHARDS == 1:
             conf("sample", f"sampler/{config['sampler']}"),
             **SAMPLE_INPUT,
         output:
-            f"{R}/{{chain}}/iter{{t}}/sample/samples.jsonl",
+            samples_file("{chain}", "{t}"),
         params:
-            args=lambda wc, output: sample_args(wc, output),
+            args=lambda wc: sample_args(wc),
+            untracked=untracked_args("sample"),
         log:
             f"{R}/logs/{{chain}}/iter{{t}}/sample.log",
         benchmark:
             f"{R}/benchmarks/{{chain}}/iter{{t}}/sample.tsv"
         shell:
-            "{PYTHON} -m inpo.sample {params.args} > {log} 2>&1"
+            "{STAGE_ENV} {PYTHON} -m inpo.sample {params.args} {params.untracked} > {log:q} 2>&1"
 
 else:
 
@@ -40,21 +45,22 @@ else:
         output:
             f"{R}/{{chain}}/iter{{t}}/sample/shards/{{shard}}.jsonl",
         params:
-            args=lambda wc, output: sample_args(wc, output, shard=int(wc.shard), n_shards=SHARDS),
+            args=lambda wc: sample_args(wc, shard=int(wc.shard), n_shards=SHARDS),
+            untracked=untracked_args("sample"),
         log:
             f"{R}/logs/{{chain}}/iter{{t}}/sample/{{shard}}.log",
         benchmark:
             f"{R}/benchmarks/{{chain}}/iter{{t}}/sample/{{shard}}.tsv"
         shell:
-            "{PYTHON} -m inpo.sample {params.args} > {log} 2>&1"
+            "{STAGE_ENV} {PYTHON} -m inpo.sample {params.args} {params.untracked} > {log:q} 2>&1"
 
     rule merge_samples:
         """The shards' samples, in prompt order."""
         input:
             [f"{R}/{{chain}}/iter{{t}}/sample/shards/{k}.jsonl" for k in range(SHARDS)],
         output:
-            f"{R}/{{chain}}/iter{{t}}/sample/samples.jsonl",
+            samples_file("{chain}", "{t}"),
         log:
             f"{R}/logs/{{chain}}/iter{{t}}/merge_samples.log",
         shell:
-            "{PYTHON} -m inpo.shards merge {output} {input} > {log} 2>&1"
+            "{STAGE_ENV} {PYTHON} -m inpo.shards merge {output:q} {input:q} > {log:q} 2>&1"
