@@ -1,5 +1,6 @@
 # Two entry points, each doing its own set-up on a fresh machine:
-#   make run    the main job: the INPO workflow on the embedded default (snakemake --cores all)
+#   make run    the main job: the INPO workflow on the embedded default (snakemake --cores all);
+#               after a kill, the same command goes on where the run stopped (inpo.resume)
 #   make test   the test suite
 # and `make lab` runs the tabular Nash lab (python -m inpo.game and its eta sweep).
 # Everything installs into .venv; nothing outside the repository is touched.
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores all
+	$(BIN)/python -m inpo.resume --cores all
 
 lab: $(STAMP)
 	$(BIN)/python -m inpo.game

@@ -15,19 +15,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from snakemake.api import SnakemakeApi
 from snakemake.settings.enums import PrintDag, Quietness
 from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
+from omegaconf import OmegaConf
+
+from inpo import train
 from inpo.modeling import load_policy
 from inpo.records import PAIR, PROMPT, SAMPLE, SCORED_PAIR, read_json, read_jsonl
 from inpo.training import latest_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-POINT = "sweep/algo~inpo/judge~synthetic_preference/seed~0/eta~0.2/tau~0.0667"  # the default experiment
-SHARED = "shared/seed~0/judge~synthetic_preference"
+from workflow_helpers import POINT, ROOT, SHARED, SNAKEMAKE, TINY, copy_workflow, planned, snakemake
 
 
 def job_graph(config: dict, targets=()) -> tuple[dict[str, str], set[tuple[str, str]]]:
@@ -98,7 +99,9 @@ def test_iteration_t_starts_from_iteration_t_minus_1(tmp_path):
      ({"tau": -0.1}, r"minimum.*tau"), ({"iterations": 0}, r"minimum.*iterations"), ({"algo": "ppo"}, r"algo"),
      ({"reference": "RLHFlow/LLaMA3-SFT"}, r"evaluations: heldout .* needs reference=sft"),
      ({"train_prompts": "[a.jsonl]"}, r"train_prompts lists 1 datasets for iterations=3: one per iteration"),
-     ({"evaluations": "[mmlu]"}, r"no conf/eval/mmlu.yaml"),
+     ({"evaluations": "[mmlu]"}, r"evaluations: unknown value 'mmlu'; valid: heldout, alpaca_eval_2, arena_hard_v0.1"),
+     ({"judge": "synthetic_preferenc"}, r"judge: unknown value 'synthetic_preferenc' \(did you mean 'synthetic_preference'\?\)"),
+     ({"reference": "models/no/such", "evaluations": "[alpaca_eval_2]"}, r"reference='models/no/such': no such model folder"),
      ({"max_length": 100, "max_prompt_length": 100}, r"max_prompt_length=100 must be below max_length=100")],
 )
 def test_bad_config_fails_before_any_job(tmp_path, config, message):
@@ -109,29 +112,36 @@ def test_bad_config_fails_before_any_job(tmp_path, config, message):
     assert not (tmp_path / "results").exists()
 
 
-def snakemake(*args, workdir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, "--cores", "2", "--configfile", "tests/data/workflow_tiny.yaml", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "INPO_CONF_DIR": str(workdir / "conf")},
-    )
+# A results folder whose name holds a space, a quote, a comma, '=' and non-ASCII: every stage's
+# command line must carry it intact.
+RESULTS = "runs/my run's, =1 é"
+TINY_OVERRIDES = yaml.safe_load((ROOT / "tests/data/workflow_tiny.yaml").read_text())["overrides"]
 
 
-@pytest.fixture
-def workflow_copy(tmp_path):
-    """The workflow's files in a fresh folder, so that a test may edit its configs."""
-    for name in ("Snakefile", "workflow", "conf", "tests/data"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    return tmp_path
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A copy of the workflow with the tiny config run to the end into RESULTS."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("finished"))
+    run = snakemake("--config", f"results={RESULTS}", workdir=workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"Report: {RESULTS}/report/report.md" in run.stdout + run.stderr
+    return workdir
+
+
+def recorded_params(workdir: Path) -> dict[str, list]:
+    """The params Snakemake recorded for each rule's jobs (its params rerun trigger compares them)."""
+    recorded: dict[str, list] = {}
+    for path in (workdir / ".snakemake/metadata").iterdir():
+        record = json.loads(path.read_text())
+        recorded.setdefault(record["rule"], []).append(record.get("params"))
+    return recorded
 
 
 @pytest.mark.slow
-def test_workflow_end_to_end(workflow_copy):
-    results = workflow_copy / "results"
-    run = snakemake(workdir=workflow_copy)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "Report: results/report/report.md" in run.stdout + run.stderr
+def test_workflow_end_to_end(finished):
+    workflow_copy, results = finished, finished / RESULTS
+    run = snakemake("--config", f"results={RESULTS}", workdir=workflow_copy)
+    assert run.returncode == 0 and "Nothing to be done" in run.stdout + run.stderr
 
     assert len(read_jsonl(results / "prompts/train_iter1/prompts.jsonl", PROMPT)) == 32
     assert len(read_jsonl(results / "prompts/eval/prompts.jsonl", PROMPT)) == 8
@@ -153,12 +163,13 @@ def test_workflow_end_to_end(workflow_copy):
     for folder in ["prompts/eval", "sft", "shared/seed~0/iter1/sample", f"{SHARED}/iter1/annotate",
                    f"{SHARED}/iter1/logps", f"{POINT}/iter1/train", f"{POINT}/eval/iter1", "report"]:
         assert (results / folder / ".hydra/config.yaml").exists(), folder
-    assert "eta: 0.2" in (results / POINT / "iter1/train/.hydra/config.yaml").read_text()
+    train_config = OmegaConf.load(results / POINT / "iter1/train/.hydra/config.yaml")
+    assert train_config.algo.eta == 0.2 and train_config.output == f"{RESULTS}/{POINT}/iter1/train/policy"
+    # every job's settings are params Snakemake records, so that its params rerun trigger can fire
+    for rule, params in recorded_params(workflow_copy).items():
+        assert all(any("hydra.run.dir=" in p for p in job) for job in params), rule
 
-    again = snakemake(workdir=workflow_copy)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-
-    html = snakemake("--report", "report.html", workdir=workflow_copy)
+    html = snakemake("--report", "report.html", "--config", f"results={RESULTS}", workdir=workflow_copy)
     assert html.returncode == 0, html.stderr[-2000:]
     page = (workflow_copy / "report.html").read_text()
     assert "length_vs_tau.png" in page and "Duality gap of each policy" in page
@@ -166,9 +177,7 @@ def test_workflow_end_to_end(workflow_copy):
     # editing a stage's config reruns that stage and what depends on it, nothing else
     train_config = workflow_copy / "conf/train.yaml"
     train_config.write_text(train_config.read_text().replace("weight_decay: 0.0", "weight_decay: 0.01"))
-    dry = snakemake("-n", workdir=workflow_copy)
-    planned = Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M))
-    assert planned == Counter({"train": 1, "evaluate": 1, "report": 1, "all": 1}), dry.stdout
+    assert planned("--config", f"results={RESULTS}", workdir=workflow_copy) == Counter(RERUN_TRAIN)
     train_config.write_text(train_config.read_text().replace("weight_decay: 0.01", "weight_decay: 0.0"))
 
     # extending the sweep computes only the new points: a new algorithm reuses iteration 1's shared
@@ -177,8 +186,104 @@ def test_workflow_end_to_end(workflow_copy):
         ("sweep={algo: [inpo, inpo_nokl]}", {"train": 1, "evaluate": 1, "report": 1, "all": 1}),
         ("sweep={seed: [0, 1]}", {"sample": 1, "annotate": 1, "logps": 1, "train": 1, "evaluate": 1, "report": 1, "all": 1}),
     ]:
-        dry = snakemake("-n", "--config", extension, workdir=workflow_copy)
-        assert Counter(re.findall(r"^rule (\w+):", dry.stdout, re.M)) == Counter(expected), dry.stdout
+        assert planned("--config", f"results={RESULTS}", extension, workdir=workflow_copy) == Counter(expected)
+
+
+def with_overrides(**stages) -> str:
+    """``overrides=`` for --config: the tiny config's overrides plus more for some stages."""
+    return "overrides=" + json.dumps({**TINY_OVERRIDES, **{k: TINY_OVERRIDES.get(k, []) + v for k, v in stages.items()}})
+
+
+RERUN_TRAIN = {"train": 1, "evaluate": 1, "report": 1, "all": 1}
+RERUN_LOGPS = {"logps": 1, **RERUN_TRAIN}
+RERUN_SAMPLE = {"sample": 1, "annotate": 1, **RERUN_LOGPS}
+RERUN_EVALUATION = {"baseline_answers": 1, "evaluate": 2, "report": 1, "all": 1}
+EVERY_JOB = {"train_prompts": 1, "eval_prompts": 1, "sft": 1, **RERUN_SAMPLE, **RERUN_EVALUATION}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, expected", [
+    pytest.param(["n_train_prompts=16"], {"train_prompts": 1, **RERUN_SAMPLE}, id="n_train_prompts"),
+    pytest.param(["n_samples=3"], RERUN_SAMPLE, id="n_samples"),
+    pytest.param(["max_length=64"], RERUN_LOGPS, id="max_length"),
+    # the prompt sets, the SFT model and the point's chain (seed~1) all depend on it
+    pytest.param(["seed=1"], EVERY_JOB, id="seed"),
+    pytest.param(["n_eval_samples=3"], RERUN_EVALUATION, id="n_eval_samples"),
+    pytest.param([with_overrides(train=["optim.learning_rate=1e-4"])], RERUN_TRAIN, id="overrides.train"),
+    # the sample stage's overrides apply to the SFT model's baseline answers too
+    pytest.param([with_overrides(sample=["sampler.temperature=0.9"])], {**RERUN_SAMPLE, **RERUN_EVALUATION},
+                 id="overrides.sample"),
+    pytest.param([with_overrides(sft=["optim.learning_rate=1e-3"])], {"sft": 1, **RERUN_SAMPLE, **RERUN_EVALUATION},
+                 id="overrides.sft"),
+    pytest.param([with_overrides(train=["hydra.verbose=true", "optim.checkpoint_every=7"], sft=["hydra.verbose=true"])],
+                 {}, id="logging-overrides"),
+    pytest.param(["--cores", "1", "--printshellcmds"], {}, id="cores"),
+])
+def test_a_changed_setting_reruns_exactly_the_jobs_it_affects(finished, change, expected):
+    assert planned("--config", f"results={RESULTS}", *change, workdir=finished) == Counter(expected)
+    if not expected:
+        dry = snakemake("-n", "--config", f"results={RESULTS}", *change, workdir=finished)
+        assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, message", [
+    pytest.param(["reference=./models/sft", "evaluations=[alpaca_eval_2]"], r"reference='./models/sft': no such model folder",
+                 id="reference-folder"),
+    # HF_HUB_OFFLINE=1 in tests (conftest.py)
+    pytest.param(["reference=models/sft", "evaluations=[alpaca_eval_2]"],
+                 r"reference='models/sft': not a folder here, and as a hub name not in the local Hugging Face cache",
+                 id="reference-hub-name"),
+    pytest.param([with_overrides(train=["optim.learning_rate=-1e-4"])],
+                 r"overrides.train=.*optim.learning_rate must be > 0, got -0.0001", id="learning_rate"),
+    pytest.param(["judge=synthetic_preferenc"], r"judge: unknown value 'synthetic_preferenc'", id="judge"),
+    pytest.param(["sampler=hff"], r"sampler: unknown value 'hff' \(did you mean 'hf'\?\)", id="sampler"),
+    pytest.param(["overrides={trian: [optim.epochs=1]}"], r"overrides: unknown value 'trian' \(did you mean 'train'\?\)",
+                 id="overrides-stage"),
+])
+def test_a_bad_setting_on_a_finished_run_stops_before_any_job_and_destroys_nothing(finished, change, message):
+    results = finished / RESULTS
+    kept = [results / "shared/seed~0/iter1/sample/samples.jsonl", results / POINT / "iter1/train/policy/model.safetensors"]
+    before = [(f.read_bytes(), f.stat().st_mtime_ns) for f in kept]
+    run = snakemake("--config", f"results={RESULTS}", *change, workdir=finished)
+    assert run.returncode != 0 and re.search(message, run.stderr), run.stderr[-3000:]
+    assert [(f.read_bytes(), f.stat().st_mtime_ns) for f in kept] == before
+
+
+@pytest.mark.slow
+def test_lost_outputs_are_rebuilt(finished):
+    results = finished / RESULTS
+    policy, metrics = results / POINT / "iter1/train/policy", results / "sft/eval/iter0/metrics.json"
+    shutil.rmtree(policy)
+    metrics.unlink()
+    assert planned("--config", f"results={RESULTS}", workdir=finished) == Counter({**RERUN_TRAIN, "evaluate": 2})
+    run = snakemake("--config", f"results={RESULTS}", workdir=finished)
+    assert run.returncode == 0, run.stderr[-3000:]
+    load_policy(policy)
+    assert read_json(metrics)["win_rate"] > 0
+
+
+@pytest.mark.slow
+def test_an_edited_local_prompt_dataset_reruns_its_prompt_set(workflow_copy):
+    dataset = workflow_copy / "my prompts.jsonl"
+    dataset.write_text('{"prompt": "sort 3 1"}\n{"prompt": "sort 2 5"}\n')
+    config = ["--config", "iterations=1", f"train_prompts=[{dataset.name}]", "overrides={prompts: [dataset.messages_field=null]}"]
+    target = "results/prompts/train_iter1/prompts.jsonl"
+    run = snakemake(*config, "--", target, workdir=workflow_copy)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(read_jsonl(workflow_copy / target, PROMPT)) == 2
+    with dataset.open("a") as f:
+        f.write('{"prompt": "sort 9 8"}\n')
+    assert planned(*config, "--", target, workdir=workflow_copy) == Counter({"train_prompts": 1})
+
+
+def test_stages_read_the_configs_of_the_checkout_snakemake_runs(workflow_copy):
+    """The copy's conf/ is used, not the one beside the installed package (INPO_CONF_DIR is unset)."""
+    prompts_config = workflow_copy / "conf/prompts.yaml"
+    prompts_config.write_text(prompts_config.read_text() + "\nmarker: this checkout\n")
+    run = snakemake("--", "results/prompts/eval/prompts.jsonl", workdir=workflow_copy)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert OmegaConf.load(workflow_copy / "results/prompts/eval/.hydra/config.yaml").marker == "this checkout"
 
 
 BENCHMARK_FILES = ROOT.parent / "shared" / "benchmarks"
@@ -231,6 +336,9 @@ def test_workflow_with_model_and_api_judges(workflow_copy, server):
                    "arena_hard_v0.1.score", "arena_hard_v0.1.ci_lower"):
         assert column in table[0].split(","), column
     assert "arena_hard_v0.1.score" in (results / "report/summary.md").read_text()
+    # the benchmarks' settings, their per-benchmark overrides included, are params Snakemake records
+    benchmark_params = recorded_params(workflow_copy)["benchmark"]
+    assert len(benchmark_params) == 4 and all(any("eval.limit=3" in p for p in job) for job in benchmark_params)
 
 
 def read_jsonl_lines(folder: Path) -> list[dict]:
@@ -240,30 +348,40 @@ def read_jsonl_lines(folder: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_workflow_killed_during_train_resumes_training(workflow_copy):
-    """Ctrl-C while `train` runs, then the same command again: training resumes from its checkpoint."""
-    longer_training = ["--config", "overrides={train: [optim.epochs=60, optim.batch_size=2, optim.checkpoint_every=10]}"]
-    command = [*SNAKEMAKE, "--cores", "2", "--configfile", "tests/data/workflow_tiny.yaml", *longer_training]
-    env = {**os.environ, "INPO_CONF_DIR": str(workflow_copy / "conf")}
-    first = subprocess.Popen(command, cwd=workflow_copy, env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = workflow_copy / "results" / POINT / "iter1/train/checkpoints"
+def test_workflow_killed_during_train_recovers_with_one_command(workflow_copy, tmp_path):
+    """SIGKILL to the whole workflow while `train` runs (Snakemake's lock and incomplete markers stay
+    behind), then the README's one command: training resumes from its checkpoint and ends with the
+    weights of an uninterrupted run."""
+    longer_training = ["--config", "overrides={train: [optim.epochs=20, optim.batch_size=2, optim.checkpoint_every=10]}"]
+    resume = [sys.executable, "-m", "inpo.resume"]
+    first = subprocess.Popen([*resume, "--cores", "2", *TINY, *longer_training], cwd=workflow_copy,
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_dir = workflow_copy / "results" / POINT / "iter1/train"
     deadline = time.time() + 600
-    while latest_checkpoint(checkpoints) is None and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    first.wait(timeout=120)
-    while time.time() < deadline:  # until the train job itself is gone, not only Snakemake
-        try:
-            os.killpg(first.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    assert not (workflow_copy / "results" / POINT / "iter1/train/policy").exists(), "training finished before the interrupt"
-    step = json.loads((latest_checkpoint(checkpoints) / "progress.json").read_text())["step"]
+    while latest_checkpoint(train_dir / "checkpoints") is None and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    assert not (train_dir / "policy").exists(), "training finished before the kill"
+    assert list((workflow_copy / ".snakemake/locks").iterdir()), "the killed run left no lock to recover from"
+    step = json.loads((latest_checkpoint(train_dir / "checkpoints") / "progress.json").read_text())["step"]
 
-    second = subprocess.run(command, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=900)
+    second = snakemake(*longer_training, workdir=workflow_copy, command=resume)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "left by a killed run" in second.stderr
     train_log = (workflow_copy / "results/logs" / POINT / "iter1/train.log").read_text()
     assert f"resuming from results/{POINT}/iter1/train/checkpoints/step-{step:07d} at optimizer step {step}" in train_log
-    assert read_json(workflow_copy / "results" / POINT / "iter1/train/train_summary.json")["resumed_from_step"] == step
+    summary = read_json(train_dir / "train_summary.json")
+    assert summary["resumed_from_step"] == step < summary["steps"]
+    assert not (train_dir / "checkpoints").exists(), "checkpoints are removed once the job's outputs are written"
+
+    # the same training, uninterrupted (the job's own composed config, another folder)
+    straight = OmegaConf.load(train_dir / ".hydra/config.yaml")
+    straight.work_dir, straight.output = str(tmp_path / "straight"), str(tmp_path / "straight/policy")
+    with contextlib.chdir(workflow_copy):
+        assert train.run(straight)["resumed_from_step"] is None
+    resumed, _ = load_policy(train_dir / "policy")
+    uninterrupted, _ = load_policy(tmp_path / "straight/policy")
+    for (name, p), q in zip(resumed.named_parameters(), uninterrupted.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
+    assert summary["last_metrics"] == read_json(tmp_path / "straight/train_summary.json")["last_metrics"]
