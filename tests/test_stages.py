@@ -258,6 +258,17 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
     assert not (tmp_path / "model").exists()
 
 
+def test_a_log_line_torn_by_a_kill_does_not_stop_the_resumed_run(tmp_path):
+    with pytest.raises(NonFiniteLossError):
+        fit_linear(tmp_path, nan_at_call(5))  # checkpoint and log at step 4
+    with (tmp_path / "train_log.jsonl").open("a") as log:
+        log.write('{"step": 5, "epoch": 0, "lo')  # the kill came while this line was written
+    with pytest.raises(NonFiniteLossError, match="batch 6"):  # resumed at batch 4; stopped again at its third
+        fit_linear(tmp_path, nan_at_call(3))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
 def test_a_checkpoint_of_another_training_setup_is_not_resumed(tmp_path, capsys):
     with pytest.raises(NonFiniteLossError):
         fit_linear(tmp_path, nan_at_call(5))

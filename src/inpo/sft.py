@@ -17,7 +17,7 @@ from .modeling import build_llama, build_word_tokenizer, encode
 from .records import write_json
 from .task import VOCABULARY, TaskConfig, make_demonstration, make_prompts
 from .optim import OptimSettings
-from .training import fit, make_accelerator, finish_training
+from .training import finish_training, fit, make_accelerator
 
 
 def task_config(cfg: DictConfig) -> TaskConfig:

@@ -22,7 +22,7 @@ from .lora import apply_lora
 from .modeling import conversation, encode, load_policy
 from .records import SCORED_PAIR, read_jsonl, write_json
 from .optim import OptimSettings
-from .training import fit, make_accelerator, finish_training
+from .training import finish_training, fit, make_accelerator
 
 LOSSES = ("inpo", "dpo", "ipo")
 
