@@ -36,4 +36,5 @@ rule all:
 
 
 onsuccess:
-    print(f"\nINPO workflow done. Report: {REPORT_DIR}/report.md (table: report.csv, plots: *.png)")
+    if os.path.exists(f"{REPORT_DIR}/report.md"):  # a run of some targets only may have made none
+        print(f"\nINPO workflow done. Report: {REPORT_DIR}/report.md (table: report.csv, plots: *.png)")
