@@ -22,7 +22,8 @@ rule train_prompts:
     output:
         prompts_file("train_iter{t}"),
     params:
-        args=lambda wc: hydra_args("prompts", f"{R}/prompts/train_iter{wc.t}", output=prompts_file(f"train_iter{wc.t}"),
+        args=lambda wc: hydra_args("prompts", os.path.dirname(prompts_file(f"train_iter{wc.t}")),
+                                   output=prompts_file(f"train_iter{wc.t}"),
                                    split="train", iteration=wc.t, n_prompts=config["n_train_prompts"],
                                    seed=config["seed"], **{"dataset.path": train_prompt_source(wc.t)}),
         untracked=untracked_args("prompts"),
@@ -41,7 +42,7 @@ rule eval_prompts:
     output:
         prompts_file("eval"),
     params:
-        args=hydra_args("prompts", f"{R}/prompts/eval", output=prompts_file("eval"), split="eval",
+        args=hydra_args("prompts", os.path.dirname(prompts_file("eval")), output=prompts_file("eval"), split="eval",
                         n_prompts=config["n_eval_prompts"], seed=config["seed"]),
         untracked=untracked_args("prompts"),
     log:

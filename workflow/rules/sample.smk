@@ -2,8 +2,12 @@ def samples_file(chain, t):
     return f"{R}/{chain}/iter{t}/sample/samples.jsonl"
 
 
+def shard_file(chain, t, shard):
+    return f"{R}/{chain}/iter{t}/sample/shards/{shard}.jsonl"
+
+
 def sample_args(wc, **shard):
-    output = f"{R}/{wc.chain}/iter{wc.t}/sample/shards/{wc.shard}.jsonl" if shard else samples_file(wc.chain, wc.t)
+    output = shard_file(wc.chain, wc.t, wc.shard) if shard else samples_file(wc.chain, wc.t)
     return hydra_args(
         "sample", os.path.dirname(output), policy=policy_in(wc.chain, wc.t), prompts=prompts_file(f"train_iter{wc.t}"),
         output=output, sampler=config["sampler"], n_samples=config["n_samples"], iteration=wc.t,
@@ -43,7 +47,7 @@ else:
             conf("sample", f"sampler/{config['sampler']}"),
             **SAMPLE_INPUT,
         output:
-            f"{R}/{{chain}}/iter{{t}}/sample/shards/{{shard}}.jsonl",
+            shard_file("{chain}", "{t}", "{shard}"),
         params:
             args=lambda wc: sample_args(wc, shard=int(wc.shard), n_shards=SHARDS),
             untracked=untracked_args("sample"),
@@ -57,7 +61,7 @@ else:
     rule merge_samples:
         """The shards' samples, in prompt order."""
         input:
-            [f"{R}/{{chain}}/iter{{t}}/sample/shards/{k}.jsonl" for k in range(SHARDS)],
+            [shard_file("{chain}", "{t}", k) for k in range(SHARDS)],
         output:
             samples_file("{chain}", "{t}"),
         log:
