@@ -16,8 +16,8 @@ from transformers import AutoModelForCausalLM
 
 from inpo import logps, prompts, sample, train
 from inpo.config import load_config
-from inpo.modeling import (ModelLoadError, build_llama, build_word_tokenizer, conversation, encode, load_policy, prompt_ids,
-                           save_policy)
+from inpo.judges import make_judge
+from inpo.modeling import ModelLoadError, build_llama, build_word_tokenizer, conversation, load_policy, prompt_ids, save_policy
 from inpo.records import RecordError, read_jsonl, write_jsonl
 from inpo.sampling import make_sampler
 from inpo.shards import merge, shard_bounds
@@ -35,17 +35,6 @@ def policy(tmp_path_factory):
     save_policy(build_llama(tokenizer, ARCHITECTURE, seed=0), tokenizer, root / "model")
     write_jsonl(root / "prompts.jsonl", make_prompts(10, seed=1, split="train1", min_items=2, max_items=4))
     return root
-
-
-def test_encode_cuts_the_prompt_from_the_left_and_the_response_from_the_right(policy):
-    _, tokenizer = load_policy(policy / "model")
-    prompt, response = "sort 3 1 2", render_response([1, 2, 3], 0, 2)
-    full = encode(tokenizer, prompt, response)
-    cut = encode(tokenizer, prompt, response, max_length=full["response_start"] + 3, max_prompt_length=4)
-    assert cut["response_start"] == 4 and cut["ids"][:4] == full["ids"][full["response_start"] - 4 : full["response_start"]]
-    assert cut["ids"][4:] == full["ids"][full["response_start"] :][: full["response_start"] + 3 - 4]
-    with pytest.raises(ValueError, match="max_prompt_length"):
-        encode(tokenizer, prompt, response, max_length=3)
 
 
 def test_a_record_with_chat_turns_is_prompted_with_all_of_them(policy):
@@ -100,6 +89,15 @@ def test_a_corrupted_model_file_is_named_with_its_folder(policy, tmp_path, name,
 def test_a_missing_model_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(f"model '{tmp_path}/nope' could not be loaded: not a model folder")):
         load_policy(tmp_path / "nope")
+
+
+def test_a_model_whose_checkpoint_lacks_weights_is_refused_not_filled_at_random(policy):
+    """A causal LM folder named as a reward model has no score head; transformers would draw one."""
+    with pytest.raises(ModelLoadError) as error:
+        make_judge(kind="reward_model", model=str(policy / "model"))
+    assert str(error.value) == (f"model '{policy}/model' could not be loaded as AutoModelForSequenceClassification: its "
+                                f"checkpoint lacks 1 weights (score.weight), which would be random; is it a model of "
+                                f"another kind?")
 
 
 def test_a_saved_policy_follows_the_umask(policy, tmp_path):

@@ -173,6 +173,7 @@ def test_the_paper_experiment_dry_runs_on_slurm_with_every_job_sized(slurm_run):
     commands = slurm_run.paper_output
     for expected in ("dataset.path=RLHFlow/iterative-prompt-v1-iter3-20K", "policy=RLHFlow/LLaMA3-SFT", "sampler=vllm",
                      "shard=7 n_shards=8", "judge=pair_preference_llama3", "max_length=2048 max_prompt_length=1000",
+                     "sampler.max_prompt_length=1000 sampler.max_length=2048",
                      "accelerate.commands.launch --config_file conf/accelerate/zero3.yaml",
                      "algo.eta=0.005 algo.tau=0.0016667", "optim.learning_rate=5e-7", "optim.gradient_accumulation_steps=8",
                      "eval=alpaca_eval_2", "eval=arena_hard_v0.1"):

@@ -1,9 +1,11 @@
+import json
 import os
 
 import pytest
 
 from inpo.records import (PAIR, PROMPT, SAMPLE, SCORED_PAIR, RecordError, read_json, read_jsonl, write_json, write_jsonl,
                           write_text)
+from sample_records import finished
 
 
 def test_round_trip_keeps_extra_fields(tmp_path):
@@ -57,6 +59,14 @@ def test_non_finite_numbers_are_named_by_file_and_line(tmp_path, number, shown):
         (SAMPLE, '"responses": ["a", 3]', "field 'responses' must be a list of strings, item 1 is 3"),
         (SAMPLE, '"responses": "a b"', "field 'responses' must be a list of strings, got 'a b'"),
         (SAMPLE, '"responses": ["a", null]', "field 'responses' must be a list of strings, item 1 is None"),
+        (SAMPLE, '"stop_tokens": [3]', "field 'stop_tokens' must be a list of strings or nulls, item 0 is 3"),
+        (SAMPLE, '"prompt_truncated": 0', "field 'prompt_truncated' must be true or false, got 0"),
+        (SAMPLE, '"finish_reasons": ["length"]',
+         "response 0: finish_reason 'length' with stop_token '<eos>' (want 'stop' with a token, or 'length' with null)"),
+        (SAMPLE, '"stop_tokens": [null]',
+         "response 0: finish_reason 'stop' with stop_token None (want 'stop' with a token, or 'length' with null)"),
+        (SAMPLE, '"finish_reasons": ["stop", "stop"]', "1 responses but 2 finish_reasons and 1 stop_tokens"),
+        (PAIR, '"chosen_stop_token": 1', "field 'chosen_stop_token' must be a string or null, got 1"),
         (PROMPT, '"messages": [{"role": "user", "content": 3}]',
          "field 'messages' must be a list of chat turns (objects with string role and content), "
          "item 0 is {'role': 'user', 'content': 3}"),
@@ -66,14 +76,15 @@ def test_non_finite_numbers_are_named_by_file_and_line(tmp_path, number, shown):
 )
 def test_list_items_are_checked_and_named(tmp_path, fields, extra, message):
     path = tmp_path / "samples.jsonl"
-    path.write_text('{"id": "a", "prompt": "p", "responses": ["x"]}\n{"id": "b", "prompt": "p", %s}\n' % extra)
+    good = json.dumps({"prompt": "p", "chosen": "x", "rejected": "y", **finished(["x"])})[1:-1]
+    path.write_text('{"id": "a", %s}\n{"id": "b", %s, %s}\n' % (good, good, extra))  # the last value of a key wins
     with pytest.raises(RecordError) as error:
         read_jsonl(path, fields)
     assert str(error.value) == f"{path}:2: {message}"
 
 
 def test_chat_turns_and_lists_of_strings_pass(tmp_path):
-    record = {"id": "a", "prompt": "p", "responses": ["x", ""],
+    record = {"id": "a", "prompt": "p", **finished(["x", ""]),
               "messages": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "x", "name": "m"}]}
     write_jsonl(tmp_path / "s.jsonl", [record])
     assert read_jsonl(tmp_path / "s.jsonl", SAMPLE) == [record]

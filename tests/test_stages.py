@@ -15,6 +15,7 @@ from inpo.modeling import load_policy
 from inpo.training import NonFiniteLossError, OptimSettings, fit, latest_checkpoint
 from inpo.records import PAIR, SAMPLE, SCORED_PAIR, RecordError, read_json, read_jsonl, write_jsonl
 from inpo.task import make_prompts, render_response
+from sample_records import finished
 
 TINY_MODEL = [
     "model.architecture.hidden_size=64",
@@ -72,6 +73,56 @@ def test_annotation_counts_oracle_calls_and_keeps_trl_fields(chain):
     # K = 4: at most 5 comparisons per prompt, each judged in both orders.
     assert 0 < stats["oracle_calls"] <= 24 * 5 * 2
     assert all(p["preference"] > 0.5 and p["chosen"] != p["rejected"] for p in pairs)
+
+
+def cut_samples(folder):
+    """Samples of 3 prompts whose best answer was cut at the length limit: in the first two prompts
+    the last answer is cut too; in the third every answer but the worst is."""
+    records = []
+    for k, p in enumerate(make_prompts(3, seed=3, split="train1")):
+        assert p["items"] != sorted(p["items"])
+        # synthetic rewards 2.6, 2.2, 0.0 and 0.2 (correct answers score 2, and more words score more)
+        answers = [render_response(sorted(p["items"]), 0, 3), render_response(sorted(p["items"]), 1, 1),
+                   render_response(p["items"], 2, 0), render_response(p["items"], 1, 1)]
+        record = {**p, **finished(answers)}
+        for i in (0, 3) if k < 2 else (0, 1, 3):
+            record["finish_reasons"][i], record["stop_tokens"][i] = "length", None
+        records.append(record)
+    write_jsonl(folder / "samples.jsonl", records)
+    return records
+
+
+def annotate_cut(folder, *overrides):
+    return annotate.run(load_config("annotate", [f"samples={folder}/samples.jsonl", f"output={folder}/pairs.jsonl",
+                                                 f"stats={folder}/annotation.json", *overrides]))
+
+
+def test_annotation_keeps_masks_or_penalizes_answers_cut_at_the_length_limit(tmp_path):
+    samples = cut_samples(tmp_path)
+    kept = annotate_cut(tmp_path, "judge=synthetic_reward")
+    assert {k: kept[k] for k in ("responses", "responses_cut", "prompts_truncated", "prompts_without_two_finished")} == {
+        "responses": 12, "responses_cut": 7, "prompts_truncated": 0, "prompts_without_two_finished": 0}
+    pairs = read_jsonl(tmp_path / "pairs.jsonl", PAIR)
+    # the cut best answer wins, and the pair says it was cut
+    assert [(p["chosen_index"], p["rejected_index"]) for p in pairs] == [(0, 2)] * 3
+    assert all(p["chosen_finish_reason"] == "length" and p["chosen_stop_token"] is None for p in pairs)
+    assert all(p["rejected_finish_reason"] == "stop" and p["rejected_stop_token"] == "<eos>" for p in pairs)
+    assert kept["chosen_cut"] == 3 and kept["rejected_cut"] == 0
+
+    masked = annotate_cut(tmp_path, "judge=synthetic_reward", "mask_truncated_completions=true")
+    pairs = read_jsonl(tmp_path / "pairs.jsonl", PAIR)
+    assert masked["prompts_without_two_finished"] == 1 and masked["pairs"] == 2 and masked["chosen_cut"] == 0
+    assert all(p["chosen_finish_reason"] == p["rejected_finish_reason"] == "stop" for p in pairs)
+    assert [(p["chosen_index"], p["rejected_index"]) for p in pairs] == [(1, 2), (1, 2)]
+    assert masked["oracle_calls"] == 4  # only the finished answers of the first two prompts are judged
+
+    penalized = annotate_cut(tmp_path, "judge=synthetic_reward", "missing_eos_penalty=100")
+    pairs = read_jsonl(tmp_path / "pairs.jsonl", PAIR)
+    # a finished answer beats every cut one, and the worst is the most penalized (0.2 - 100)
+    assert [(p["chosen_index"], p["rejected_index"]) for p in pairs] == [(1, 3), (1, 3), (2, 3)]
+    assert penalized["missing_eos_penalty"] == 100 and penalized["rejected_cut"] == 3
+    with pytest.raises(ValueError, match="with a pairwise judge use mask_truncated_completions=true"):
+        annotate_cut(tmp_path, "missing_eos_penalty=1")
 
 
 def test_logps_equal_the_models_own_scores(chain):
@@ -149,7 +200,7 @@ def stage_stops_and_destroys_nothing(run, cfg, folder, message):
 def bad_samples(folder, third_line: bytes):
     """samples.jsonl of the embedded task whose third line is ``third_line``, beside the outputs of
     an earlier run of annotate and of the next stage, logps."""
-    records = [{**p, "responses": [render_response(p["items"], 0, 0), render_response(sorted(p["items"]), 1, 1)]}
+    records = [{**p, **finished([render_response(p["items"], 0, 0), render_response(sorted(p["items"]), 1, 1)])}
                for p in make_prompts(4, seed=3, split="train1")]
     write_jsonl(folder / "samples.jsonl", records)
     lines = (folder / "samples.jsonl").read_bytes().splitlines(keepends=True)
@@ -161,13 +212,14 @@ def bad_samples(folder, third_line: bytes):
 
 
 def test_annotate_stops_at_a_byte_that_is_not_utf8(tmp_path):
-    cfg = bad_samples(tmp_path, b'{"id": "x", "prompt": "sort \xff 1", "responses": ["a", "b"]}\n')
+    cfg = bad_samples(tmp_path, b'{"id": "x", "prompt": "sort \xff 1", "responses": ["a", "b"], "finish_reasons": ["stop", "stop"]}\n')
     stage_stops_and_destroys_nothing(annotate.run, cfg, tmp_path,
                                      f"{tmp_path}/samples.jsonl:3: not UTF-8 (byte 0xff at column 29)")
 
 
 def test_annotate_stops_at_a_response_that_is_not_a_string(tmp_path):
-    cfg = bad_samples(tmp_path, b'{"id": "x", "prompt": "sort 2 1", "items": [2, 1], "responses": ["a", 3]}\n')
+    cfg = bad_samples(tmp_path, b'{"id": "x", "prompt": "sort 2 1", "items": [2, 1], "responses": ["a", 3], "finish_reasons": ["stop", "stop"], '
+                                b'"stop_tokens": ["<eos>", "<eos>"], "prompt_truncated": false}\n')
     stage_stops_and_destroys_nothing(annotate.run, cfg, tmp_path,
                                      f"{tmp_path}/samples.jsonl:3: field 'responses' must be a list of strings, item 1 is 3")
 
@@ -185,7 +237,7 @@ def test_train_stops_at_a_log_prob_that_is_not_finite(tmp_path):
 
 
 def test_evaluate_needs_baseline_answers_for_every_prompt(chain, tmp_path):
-    write_jsonl(tmp_path / "baseline.jsonl", [{"id": "eval-00000", "prompt": "sort 1 2 3", "responses": ["( 1 2 3 )"]}])
+    write_jsonl(tmp_path / "baseline.jsonl", [{"id": "eval-00000", "prompt": "sort 1 2 3", **finished(["( 1 2 3 )"])}])
     cfg = load_config("evaluate", [f"policy={chain}/sft/model", f"prompts={chain}/eval.jsonl",
                                    f"baseline={tmp_path}/baseline.jsonl", f"output_dir={tmp_path}/ev"])
     with pytest.raises(ValueError, match="no baseline answers for 11 prompts"):
@@ -194,7 +246,7 @@ def test_evaluate_needs_baseline_answers_for_every_prompt(chain, tmp_path):
 
 def test_evaluate_takes_an_empty_list_of_baseline_answers_for_none(tmp_path):
     write_jsonl(tmp_path / "eval.jsonl", [{"id": "eval-00000", "prompt": "sort 2 1"}])
-    write_jsonl(tmp_path / "baseline.jsonl", [{"id": "eval-00000", "prompt": "sort 2 1", "responses": []}])
+    write_jsonl(tmp_path / "baseline.jsonl", [{"id": "eval-00000", "prompt": "sort 2 1", **finished([])}])
     cfg = load_config("evaluate", [f"policy={tmp_path}/none", f"prompts={tmp_path}/eval.jsonl",
                                    f"baseline={tmp_path}/baseline.jsonl", f"output_dir={tmp_path}/ev"])
     with pytest.raises(ValueError) as error:

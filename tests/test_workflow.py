@@ -205,7 +205,8 @@ EVERY_JOB = {"train_prompts": 1, "eval_prompts": 1, "sft": 1, **RERUN_SAMPLE, **
 @pytest.mark.parametrize("change, expected", [
     pytest.param(["n_train_prompts=16"], {"train_prompts": 1, **RERUN_SAMPLE}, id="n_train_prompts"),
     pytest.param(["n_samples=3"], RERUN_SAMPLE, id="n_samples"),
-    pytest.param(["max_length=64"], RERUN_LOGPS, id="max_length"),
+    # the training samples are capped at it (sampler.max_length), so they are drawn again
+    pytest.param(["max_length=64"], RERUN_SAMPLE, id="max_length"),
     # the prompt sets, the SFT model and the point's chain (seed~1) all depend on it
     pytest.param(["seed=1"], EVERY_JOB, id="seed"),
     pytest.param(["n_eval_samples=3"], RERUN_EVALUATION, id="n_eval_samples"),

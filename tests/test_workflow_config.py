@@ -88,6 +88,8 @@ def default_config(**changes) -> dict:
     ({"overrides": {"train": ["optim.learning_rate=-1e-4"]}}, r"overrides.train=.*optim.learning_rate must be > 0, got -0.0001"),
     ({"overrides": {"sft": ["optim.epochs=0"]}}, r"overrides.sft=.*optim.epochs must be > 0"),
     ({"overrides": {"annotate": ["judge=nope"]}}, r"overrides.annotate=.*nope"),
+    ({"overrides": {"sample": ["sampler.temperature=0"]}}, r"overrides.sample=.*greedy decoding, .* but 8 were asked for"),
+    ({"overrides": {"evaluate": ["sampler.temperature=0", "n_samples=2"]}}, r"overrides.evaluate=.*but 2 were asked for"),
     ({"evaluations": ["alpaca_eval_2"], "reference": "RLHFlow/LLaMA3-SFT", "overrides": {"alpaca_eval_2": ["eval.limt=3"]}},
      r"overrides.alpaca_eval_2=.*limt"),
 ])

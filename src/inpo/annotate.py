@@ -2,7 +2,9 @@
 
 Pairwise judges play the knockout tournament (``inpo.pairs.knockout_rounds``), all prompts'
 tournaments in lockstep so that each round is one batch for the judge; scalar reward judges
-take best vs worst. The number of oracle calls is recorded.
+take best vs worst. The number of oracle calls is recorded. Answers the sampler cut at its length
+limit are kept (``mask_truncated_completions`` leaves them out, ``missing_eos_penalty`` lowers
+their reward), and each pair records how its two answers ended, for ``logps`` and ``train``.
 
     python -m inpo.annotate samples=results/iter1/samples.jsonl output=results/iter1/pairs.jsonl \
         stats=results/iter1/annotation.json
@@ -18,28 +20,40 @@ from .pairs import best_vs_worst, knockout_rounds, play_tournaments
 from .records import SAMPLE, read_jsonl, write_json, write_jsonl
 
 PAIRINGS = ("auto", "knockout", "best_vs_worst")
+# A sample record's per-answer fields: a pair carries its two answers' values as chosen_*/rejected_*.
+ANSWER_FIELDS = ("id", "prompt", "responses", "finish_reasons", "stop_tokens", "prompt_truncated")
 
 
-def knockout_pairs(judge, samples: list[dict]) -> list[tuple[int, int, float] | None]:
-    """Every prompt's knockout tournament, round by round, each round one ``judge.compare_many`` batch."""
-    tournaments = [knockout_rounds(len(r["responses"])) for r in samples]
+Pick = tuple[int, int, float] | None  # (chosen index, rejected index, P(chosen > rejected)), or no pair
+
+
+def knockout_pairs(judge, samples: list[dict], candidates: list[list[int]]) -> list[Pick]:
+    """Every prompt's knockout tournament among its ``candidates`` (indices into its responses),
+    round by round, each round one ``judge.compare_many`` batch."""
+    tournaments = [knockout_rounds(len(c)) if len(c) >= 2 else None for c in candidates]
+    playing = [k for k, t in enumerate(tournaments) if t is not None]
 
     def judge_round(matches):
-        return judge.compare_many([(samples[k], samples[k]["responses"][i], samples[k]["responses"][j]) for k, (i, j) in matches])
+        return judge.compare_many([(samples[playing[k]], samples[playing[k]]["responses"][candidates[playing[k]][i]],
+                                    samples[playing[k]]["responses"][candidates[playing[k]][j]]) for k, (i, j) in matches])
 
-    results = play_tournaments(tournaments, judge_round)
-    return [None if t is None else (t.chosen, t.rejected, t.preference) for t in results]
+    picked: list[Pick] = [None] * len(samples)
+    for k, t in zip(playing, play_tournaments([tournaments[k] for k in playing], judge_round)):
+        if t is not None:
+            picked[k] = (candidates[k][t.chosen], candidates[k][t.rejected], t.preference)
+    return picked
 
 
-def best_vs_worst_pairs(judge, samples: list[dict]) -> list[tuple[int, int, float] | None]:
-    """Highest vs lowest reward per prompt, with all rewards in one ``judge.rewards_many`` batch."""
-    rewards = iter(judge.rewards_many([(r, text) for r in samples for text in r["responses"]]))
-    picked = []
-    for record in samples:
-        r = [next(rewards) for _ in record["responses"]]
-        pair = best_vs_worst(r)
+def best_vs_worst_pairs(judge, samples: list[dict], candidates: list[list[int]], missing_eos_penalty: float | None) -> list[Pick]:
+    """Highest vs lowest reward among each prompt's ``candidates``, with all rewards in one
+    ``judge.rewards_many`` batch; an answer cut at the length limit loses ``missing_eos_penalty``."""
+    rewards = iter(judge.rewards_many([(r, r["responses"][i]) for r, c in zip(samples, candidates) for i in c]))
+    picked: list[Pick] = []
+    for record, indices in zip(samples, candidates):
+        r = [next(rewards) - (missing_eos_penalty or 0.0) * (record["finish_reasons"][i] == "length") for i in indices]
+        pair = best_vs_worst(r) if len(r) >= 2 else None
         # A scalar reward implies the Bradley-Terry preference sigmoid(r_w - r_l).
-        picked.append(None if pair is None else (pair[0], pair[1], sigmoid(r[pair[0]] - r[pair[1]])))
+        picked.append(None if pair is None else (indices[pair[0]], indices[pair[1]], sigmoid(r[pair[0]] - r[pair[1]])))
     return picked
 
 
@@ -52,26 +66,46 @@ def run(cfg: DictConfig) -> dict:
         pairing = "best_vs_worst" if isinstance(judge, RewardJudge) else "knockout"
     if pairing == "best_vs_worst" and not isinstance(judge, RewardJudge):
         raise ValueError(f"pairing=best_vs_worst needs a reward judge; judge.kind={cfg.judge.kind!r} only compares")
+    if cfg.missing_eos_penalty is not None and pairing != "best_vs_worst":
+        raise ValueError(f"missing_eos_penalty={cfg.missing_eos_penalty} lowers rewards, but pairing is {pairing} "
+                         f"(judge.kind={cfg.judge.kind!r}); with a pairwise judge use mask_truncated_completions=true")
     samples = read_jsonl(cfg.samples, SAMPLE)
     for record in samples:
         if len(record["responses"]) < 2:
             raise ValueError(f"{cfg.samples}: record {record['id']!r} has {len(record['responses'])} responses; pairs need >= 2")
-    picked = (best_vs_worst_pairs if pairing == "best_vs_worst" else knockout_pairs)(judge, samples)
+    candidates = [[i for i, reason in enumerate(r["finish_reasons"]) if reason == "stop" or not cfg.mask_truncated_completions]
+                  for r in samples]
+    without_two = sum(len(c) < 2 for c in candidates)
+    candidates = [c if len(c) >= 2 else [] for c in candidates]  # no pair, so nothing to judge
+    picked = (best_vs_worst_pairs(judge, samples, candidates, cfg.missing_eos_penalty) if pairing == "best_vs_worst"
+              else knockout_pairs(judge, samples, candidates))
     pairs = []
     for record, choice in zip(samples, picked):
         if choice is None:
             continue
         chosen, rejected, preference = choice
-        extra = {k: v for k, v in record.items() if k not in ("responses", "id", "prompt")}
+        extra = {k: v for k, v in record.items() if k not in ANSWER_FIELDS}
         pairs.append({
             "id": record["id"], "prompt": record["prompt"],
             "chosen": record["responses"][chosen], "rejected": record["responses"][rejected],
-            "chosen_index": chosen, "rejected_index": rejected, "preference": preference, **extra,
+            "chosen_index": chosen, "rejected_index": rejected, "preference": preference,
+            **{f"{side}_{field}": record[f"{field}s"][index] for side, index in (("chosen", chosen), ("rejected", rejected))
+               for field in ("finish_reason", "stop_token")},
+            **extra,
         })
     if not pairs:
         raise ValueError(f"{cfg.samples}: the oracle kept no pair out of {len(samples)} prompts")
     stats = {"judge": cfg.judge.kind, "pairing": pairing, "prompts": len(samples), "pairs": len(pairs),
-             "dropped": len(samples) - len(pairs), "oracle_calls": judge.n_calls}
+             "dropped": len(samples) - len(pairs), "oracle_calls": judge.n_calls,
+             # how the answers ended (inpo.sampling) and what that did to the pairs
+             "responses": sum(len(r["responses"]) for r in samples),
+             "responses_cut": sum(reason == "length" for r in samples for reason in r["finish_reasons"]),
+             "prompts_truncated": sum(r["prompt_truncated"] for r in samples),
+             "mask_truncated_completions": cfg.mask_truncated_completions,
+             "missing_eos_penalty": cfg.missing_eos_penalty,
+             "prompts_without_two_finished": without_two,
+             "chosen_cut": sum(p["chosen_finish_reason"] == "length" for p in pairs),
+             "rejected_cut": sum(p["rejected_finish_reason"] == "length" for p in pairs)}
     write_jsonl(cfg.output, pairs)
     write_json(cfg.stats, stats)
     return stats

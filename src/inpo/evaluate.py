@@ -18,6 +18,8 @@ The held-out evaluation's ``metrics.json`` has:
   win rate (``inpo.length_control``), fitted on every (answer, baseline answer) comparison with
   lengths in tokens; absent when it cannot be fitted (e.g. no length difference at all);
 - ``mean_length``: response length in tokens;
+- ``answers_cut``: answers that hit the length limit (finish reason ``length``), and
+  ``prompts_truncated``: prompts cut to ``sampler.max_prompt_length`` (the benchmarks' metrics too);
 - for judges that see responses through enumerable features (the synthetic oracle):
   the feature distribution of the policy and its ``duality_gap`` in the unregularized game,
   2 max_f (M pi)(f) - 1, where M is the judge's preference matrix over features.
@@ -67,8 +69,6 @@ def feature_summary(judge, records: list[dict], answers: list[list[str]]) -> dic
 
 
 def evaluate_heldout(cfg: DictConfig) -> dict:
-    if cfg.n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {cfg.n_samples}")
     if cfg.prompts is None or cfg.baseline is None:
         raise ValueError("eval=heldout needs prompts=<held-out prompts JSONL> and baseline=<the baseline's samples JSONL>")
     prompts = read_jsonl(cfg.prompts, PROMPT)
@@ -77,9 +77,10 @@ def evaluate_heldout(cfg: DictConfig) -> dict:
     if missing:
         raise ValueError(f"{cfg.baseline}: no baseline answers for {len(missing)} prompts (first: {missing[0]!r})")
     judge = make_judge(**OmegaConf.to_container(cfg.judge, resolve=True))
-    sampler = make_sampler(cfg.policy, OmegaConf.to_container(cfg.sampler, resolve=True))
-    answers = sampler.generate([conversation(p) for p in prompts], cfg.n_samples,
-                               seed=stage_seed(cfg.seed, "evaluate", cfg.iteration), desc="evaluate")
+    sampler = make_sampler(cfg.policy, OmegaConf.to_container(cfg.sampler, resolve=True), cfg.n_samples)
+    generated = sampler.generate([conversation(p) for p in prompts], cfg.n_samples,
+                                 seed=stage_seed(cfg.seed, "evaluate", cfg.iteration), desc="evaluate")
+    answers = [g["responses"] for g in generated]
 
     def length(text: str) -> int:
         return len(sampler.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -97,12 +98,12 @@ def evaluate_heldout(cfg: DictConfig) -> dict:
         "iteration": cfg.iteration, "win_rate": mean, "standard_error": se,
         **length_controlled(judgments), "n_prompts": len(prompts), "n_samples": cfg.n_samples,
         "mean_length": float(np.mean([j["length"] for j in judgments])), "judge": cfg.judge.kind,
-        "judge_calls": judge.n_calls,
+        "judge_calls": judge.n_calls, **cut_counts(generated),
     }
     if hasattr(judge, "feature_distribution"):
         metrics.update(feature_summary(judge, prompts, answers))
     out = Path(cfg.output_dir)
-    write_jsonl(out / "answers.jsonl", [{**p, "responses": a} for p, a in zip(prompts, answers)])
+    write_jsonl(out / "answers.jsonl", [{**p, **g} for p, g in zip(prompts, generated)])
     write_jsonl(out / "judgments.jsonl", judgments)
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -117,11 +118,20 @@ def benchmark_file(path: str, benchmark: str) -> str:
     return path
 
 
-def benchmark_answers(cfg: DictConfig, prompts: list[str]):
-    """One answer per benchmark prompt from the policy, with the evaluation's generation settings."""
+def cut_counts(generated: list[dict]) -> dict:
+    """How many answers hit the length limit and how many prompts were cut, for a metrics file."""
+    return {"answers_cut": sum(reason == "length" for g in generated for reason in g["finish_reasons"]),
+            "prompts_truncated": sum(g["prompt_truncated"] for g in generated)}
+
+
+def benchmark_answers(cfg: DictConfig, prompts: list[str]) -> tuple[list[str], dict]:
+    """One answer per benchmark prompt from the policy, and ``cut_counts``. The benchmark's
+    ``eval.generation`` (its official or the authors' settings) overrides the sampler config; its
+    questions are never cut, and its ``max_length`` keeps the training samples' cap off the answers."""
     options = {**OmegaConf.to_container(cfg.sampler, resolve=True), **OmegaConf.to_container(cfg.eval.generation, resolve=True)}
     sampler = make_sampler(cfg.policy, options)
-    return [a[0] for a in sampler.generate(prompts, 1, seed=stage_seed(cfg.seed, cfg.eval.name, cfg.iteration), desc=cfg.eval.name)]
+    generated = sampler.generate(prompts, 1, seed=stage_seed(cfg.seed, cfg.eval.name, cfg.iteration), desc=cfg.eval.name)
+    return [g["responses"][0] for g in generated], cut_counts(generated)
 
 
 def api_judge(cfg: DictConfig, kind: str):
@@ -143,7 +153,7 @@ def evaluate_alpaca_eval(cfg: DictConfig) -> dict:
     references = alpaca_eval.read_reference_outputs(benchmark_file(cfg.eval.reference_outputs, "alpaca_eval_2"))
     references = references[: cfg.eval.limit] if cfg.eval.limit else references
     instructions = [r["instruction"] for r in references]
-    outputs = benchmark_answers(cfg, instructions)
+    outputs, cut = benchmark_answers(cfg, instructions)
     generator, out = generator_name(cfg), Path(cfg.output_dir)
     alpaca_eval.write_model_outputs(out / "model_outputs.json", alpaca_eval.model_outputs(
         instructions, outputs, generator, datasets=[r.get("dataset") for r in references]))
@@ -157,7 +167,7 @@ def evaluate_alpaca_eval(cfg: DictConfig) -> dict:
                    for r, o, flip, (p, response) in zip(references, outputs, swapped, verdicts)]
     alpaca_eval.write_annotations(out / "annotations.json", annotations)
     scores = alpaca_eval.score_annotations(annotations)
-    metrics = {"benchmark": cfg.eval.name, "iteration": cfg.iteration, "generator": generator, **scores,
+    metrics = {"benchmark": cfg.eval.name, "iteration": cfg.iteration, "generator": generator, **scores, **cut,
                "judge_requests": judge.n_requests, "judge_cached": judge.n_cached}
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -173,7 +183,7 @@ def evaluate_arena_hard(cfg: DictConfig) -> dict:
     missing = [q["uid"] for q in questions if q["uid"] not in baseline]
     if missing:
         raise ValueError(f"{cfg.eval.baseline_answers}: no baseline answer for {len(missing)} questions (first: {missing[0]!r})")
-    answers = benchmark_answers(cfg, [q["prompt"] for q in questions])
+    answers, cut = benchmark_answers(cfg, [q["prompt"] for q in questions])
     generator, out = generator_name(cfg), Path(cfg.output_dir)
     arena_hard.write_answers(out / "model_answer" / f"{generator}.jsonl", [
         arena_hard.answer_record(q, a, generator, ans_id=hashlib.sha256(f"{generator}/{q['uid']}".encode()).hexdigest()[:22])
@@ -186,7 +196,7 @@ def evaluate_arena_hard(cfg: DictConfig) -> dict:
                                      seed=cfg.seed)[generator]
     metrics = {"benchmark": cfg.eval.name, "iteration": cfg.iteration, "generator": generator, "score": result["score"],
                "ci_lower": result["ci"][0], "ci_upper": result["ci"][1], "ci": result["ci"],
-               **{k: v for k, v in result.items() if k.startswith("n_")},
+               **{k: v for k, v in result.items() if k.startswith("n_")}, **cut,
                "judge_requests": judge.n_requests, "judge_cached": judge.n_cached}
     write_json(out / "metrics.json", metrics)
     return metrics

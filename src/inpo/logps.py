@@ -1,7 +1,9 @@
 """Stage ``logps``: summed log-probs of chosen and rejected under pi_ref and pi_t, stored with
 each pair so that training never runs the frozen models.
 
-One batched, no-grad pass per model over the data (one pass in all when pi_t is pi_ref).
+One batched, no-grad pass per model over the data (one pass in all when pi_t is pi_ref). Each
+answer is scored as it ended: with the stop token the sampler drew, or without any end token when
+it was cut at the length limit (``inpo.modeling.encode_pairs``).
 
     python -m inpo.logps pairs=results/iter1/pairs.jsonl ref_policy=results/sft/model \
         policy=results/sft/model output=results/iter1/scored_pairs.jsonl
@@ -9,6 +11,7 @@ One batched, no-grad pass per model over the data (one pass in all when pi_t is 
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -17,8 +20,10 @@ from tqdm.auto import tqdm
 
 from .config import hydra_app
 from .logprobs import pad_sequences, sequence_logps
-from .modeling import compute_dtype, conversation, default_device, encode, load_policy
+from .modeling import compute_dtype, default_device, encode_pairs, load_policy
 from .records import PAIR, read_jsonl, write_jsonl
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -47,11 +52,14 @@ def run(cfg: DictConfig) -> list[dict]:
     for role, path in [("ref", cfg.ref_policy)] + ([] if same else [("prev", cfg.policy)]):
         model, tokenizer = load_policy(path, dtype=dtype, device=device, trust_remote_code=cfg.trust_remote_code)
         model.eval()
-        sequences = [encode(tokenizer, conversation(pair), pair[side], max_length=cfg.max_length,
-                            max_prompt_length=cfg.max_prompt_length) for pair in pairs for side in ("chosen", "rejected")]
+        encoded, counts = encode_pairs(tokenizer, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+        sequences = [e[side] for e in encoded for side in ("chosen", "rejected")]
         scores[role] = score_sequences(model, sequences, tokenizer.pad_token_id, cfg.batch_size, cfg.chunk_size, f"logps {role}")
         del model
     scores.setdefault("prev", scores["ref"])
+    log.info("%d pairs: %d prompts cut to max_prompt_length, %d answers scored without an end token (cut by the "
+             "sampler), %d answers cut to max_length", len(pairs), counts["prompts_truncated"],
+             counts["answers_without_end_token"], counts["responses_truncated"])
     records = [
         {**pair,
          "ref_chosen_logp": scores["ref"][2 * i], "ref_rejected_logp": scores["ref"][2 * i + 1],

@@ -118,6 +118,20 @@ def load_pretrained(auto_class, path: str | os.PathLike, **kwargs):
         raise ModelLoadError(f"{where}: {err}") from err
 
 
+def load_model_weights(auto_class, path: str | os.PathLike, **kwargs):
+    """``load_pretrained`` of a model class, refusing a checkpoint that lacks weights the class has:
+    transformers would draw them at random, unseeded (e.g. the score head of a causal LM folder
+    loaded as a reward model), and every number computed with them would be noise.
+    Raises ModelLoadError naming the folder and the missing weights, or as ``load_pretrained``."""
+    model, info = load_pretrained(auto_class, path, output_loading_info=True, **kwargs)
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise ModelLoadError(f"model {str(path)!r} could not be loaded as {auto_class.__name__}: its checkpoint lacks "
+                             f"{len(missing)} weights ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}), "
+                             f"which would be random; is it a model of another kind?")
+    return model
+
+
 def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False):
     """A model's tokenizer; one without a pad token pads with EOS (padding is masked, so any id does).
     Raises as ``load_pretrained``."""
@@ -131,13 +145,13 @@ def load_policy(path: str | os.PathLike, *, dtype: str | torch.dtype = "auto", d
                 trust_remote_code: bool = False):
     """Load a causal LM and its tokenizer from a Hugging Face folder or hub name; returns (model, tokenizer).
     ``dtype``: a torch dtype, a name in ``DTYPES``, or ``auto`` (the checkpoint's own). Raises as
-    ``load_pretrained``, and ValueError for a tokenizer without a chat template."""
+    ``load_model_weights``, and ValueError for a tokenizer without a chat template."""
     torch_dtype = DTYPES[dtype] if dtype in DTYPES else dtype
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     if not tokenizer.chat_template:
         raise ValueError(f"model {str(path)!r}: its tokenizer has no chat template; the prompts are chat turns, "
                          f"so use a chat (SFT/instruct) model or add a chat_template to its tokenizer_config.json")
-    model = load_pretrained(AutoModelForCausalLM, path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    model = load_model_weights(AutoModelForCausalLM, path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     return model.to(device), tokenizer
 
 
@@ -172,36 +186,168 @@ def conversation(record: Mapping[str, Any]) -> list[dict]:
     return list(record.get("messages") or [{"role": "user", "content": record["prompt"]}])
 
 
+def as_messages(prompt: str | Sequence[Mapping[str, str]]) -> list[dict]:
+    """A prompt as chat turns: a string is one user turn."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+
+
+def _render_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+
 def prompt_ids(tokenizer, prompt: str | Sequence[Mapping[str, str]], max_length: int | None = None) -> list[int]:
-    """Token ids of a prompt (a user message, or chat turns) under the chat template, ending where
-    the assistant's answer begins; cut from the left to ``max_length`` (the question's end and the
-    assistant header are what the answer depends on most)."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-    return ids[-max_length:] if max_length else ids
+    """Token ids of a prompt under the chat template, ending where the assistant's answer begins,
+    cut to ``max_length`` as ``encode_prompt`` cuts it."""
+    return encode_prompt(tokenizer, prompt, max_length)[0]
 
 
-def response_ids(tokenizer, response: str) -> list[int]:
-    """Token ids of a response, closed by EOS (the token that ends the assistant turn)."""
-    return tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+def encode_prompt(tokenizer, prompt: str | Sequence[Mapping[str, str]], max_length: int | None = None) -> tuple[list[int], bool]:
+    """(token ids of a prompt under the chat template, ending where the assistant's answer begins;
+    whether it was cut to fit ``max_length``).
 
+    A prompt too long is cut inside its content, so the template's structure (BOS, the turn
+    headers, the generation prompt) stays whole: first the oldest turns go (system turns are kept;
+    an assistant turn left first goes too, so the conversation still opens with the user), then
+    the start of the oldest kept turn's content, at a token boundary. The last turn, the question
+    being answered, is the last to lose anything. (TRL's DPO tokenization keeps BOS for the same
+    reason, huggingface/trl#1679.) Every stage that encodes prompts calls this: the samplers,
+    ``logps`` and ``train`` see the same tokens.
 
-def encode(tokenizer, prompt: str | Sequence[Mapping[str, str]], response: str, *,
-           max_length: int | None = None, max_prompt_length: int | None = None) -> dict:
-    """``{"ids": prompt + response token ids, "response_start": index of the first response token}``.
-
-    The prompt is cut from the left to ``max_prompt_length`` and the response from the right so
-    that the whole fits in ``max_length`` (the paper's 1000 and 2048). Every stage that scores the
-    same pair must cut it the same way, or log pi_ref(y) and log pi(y) are of different tokens.
+    Raises ValueError when the template, the system turns and the last turn's header alone
+    exceed ``max_length``.
     """
-    p = prompt_ids(tokenizer, prompt, max_prompt_length)
-    r = response_ids(tokenizer, response)
+    messages = as_messages(prompt)
+    ids = _render_prompt(tokenizer, messages)
+    if not max_length or len(ids) <= max_length:
+        return ids, False
+
+    def turns() -> list[int]:
+        return [i for i, m in enumerate(messages) if m["role"] != "system"]
+
+    while len(ids) > max_length and len(turns()) > 1:
+        del messages[turns()[0]]
+        while len(turns()) > 1 and messages[turns()[0]]["role"] == "assistant":
+            del messages[turns()[0]]
+        ids = _render_prompt(tokenizer, messages)
+    first = turns()[0] if turns() else 0
+    content = messages[first]["content"]
+    offsets = tokenizer(content, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    drop = 0
+    while len(ids) > max_length:
+        drop += len(ids) - max_length  # re-tokenizing the joined text may differ by a token: go again
+        if drop >= len(offsets):
+            raise ValueError(f"max_prompt_length={max_length} leaves no room for the question: the chat template and "
+                             f"the system turns alone take more tokens; raise max_prompt_length")
+        messages[first] = {**messages[first], "content": content[offsets[drop][0]:]}
+        ids = _render_prompt(tokenizer, messages)
+    return ids, True
+
+
+def end_of_turn_token(tokenizer) -> str:
+    """The token the chat template writes right after an assistant's content: how a finished
+    answer ends in the format the model was trained on (Llama 3's ``<|eot_id|>``, ChatML's
+    ``<|im_end|>``, the embedded default's ``<eos>``); the tokenizer's EOS for a template that
+    writes nothing there."""
+    sentinel = "INPO-END-OF-ANSWER"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": sentinel}],
+                                         tokenize=False)
+    after = text[text.rindex(sentinel) + len(sentinel):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after.strip() else []
+    return tokenizer.convert_ids_to_tokens(ids[0]) if ids else tokenizer.eos_token
+
+
+def token_id(tokenizer, token: str) -> int:
+    """The id of the vocabulary entry ``token`` (a stop token's text as samples record it).
+    Raises ValueError when the tokenizer has no such single token."""
+    index = tokenizer.convert_tokens_to_ids(token)
+    if index is None or (index == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        raise ValueError(f"{token!r} is not a token of this tokenizer; the samples' stop tokens must come from "
+                         f"the policy's own tokenizer")
+    return index
+
+
+FINISH_REASONS = ("stop", "length")  # vLLM's and OpenAI's names: ended at a stop token / cut at the limit
+
+
+def answer_ending(record: Mapping[str, Any], side: str, end_of_turn: str) -> str | None:
+    """The token that closed a pair's ``side`` ("chosen" or "rejected") answer when it was
+    generated, or None for an answer cut at the length limit, which the policy never ended.
+
+    Annotated pairs record it (``<side>_finish_reason``, ``<side>_stop_token``). A pair without a
+    finish reason, e.g. a preference dataset in TRL's format, holds finished answers, closed by
+    the chat template's end-of-turn token ``end_of_turn`` (``end_of_turn_token``).
+    Raises ValueError for an unknown finish reason or a finished answer without its stop token.
+    """
+    reason = record.get(f"{side}_finish_reason")
+    if reason is None:
+        return end_of_turn
+    if reason not in FINISH_REASONS:
+        raise ValueError(f"pair {record.get('id')!r}: {side}_finish_reason must be one of {FINISH_REASONS}, got {reason!r}")
+    stop = record.get(f"{side}_stop_token")
+    if reason == "stop" and not isinstance(stop, str):
+        raise ValueError(f"pair {record.get('id')!r}: {side}_finish_reason is 'stop' but {side}_stop_token is {stop!r}")
+    return stop if reason == "stop" else None
+
+
+def response_ids(tokenizer, response: str, stop_token: str | None) -> list[int]:
+    """Token ids of a response, closed by ``stop_token`` when the policy ended it there (None: an
+    answer cut at the length limit gets no end token: the policy never chose to stop)."""
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return ids if stop_token is None else ids + [token_id(tokenizer, stop_token)]
+
+
+END_OF_TURN = "end_of_turn"  # encode's default stop_token: a finished answer, closed as the chat template closes it
+
+
+def encode(tokenizer, prompt: str | Sequence[Mapping[str, str]], response: str, *, stop_token: str | None = END_OF_TURN,
+           max_length: int | None = None, max_prompt_length: int | None = None) -> dict:
+    """``{"ids": prompt + response token ids, "response_start": index of the first response token,
+    "prompt_truncated": bool, "response_truncated": bool}``.
+
+    ``stop_token`` is the token that ended the answer (``answer_ending``): by default the chat
+    template's end of turn (``end_of_turn_token``: a finished answer, as in a preference dataset
+    in TRL's format); None for an answer cut at the length limit, which gets no end token. The
+    prompt is cut to ``max_prompt_length`` inside its content (``encode_prompt``) and the response
+    from the right so that the whole fits in ``max_length`` (the paper's 1000 and 2048). Every
+    stage that scores the same pair must cut it the same way, or log pi_ref(y) and log pi(y) are
+    of different tokens.
+    """
+    if stop_token == END_OF_TURN:
+        stop_token = end_of_turn_token(tokenizer)
+    p, prompt_truncated = encode_prompt(tokenizer, prompt, max_prompt_length)
+    r = response_ids(tokenizer, response, stop_token)
+    response_truncated = False
     if max_length:
         if len(p) >= max_length:
             raise ValueError(f"max_length={max_length} leaves no room for the response after a {len(p)}-token prompt; "
                              f"set max_prompt_length below max_length")
+        response_truncated = len(p) + len(r) > max_length
         r = r[: max_length - len(p)]
-    return {"ids": p + r, "response_start": len(p)}
+    return {"ids": p + r, "response_start": len(p), "prompt_truncated": prompt_truncated,
+            "response_truncated": response_truncated}
+
+
+def encode_pairs(tokenizer, pairs: Sequence[Mapping[str, Any]], *, max_length: int | None = None,
+                 max_prompt_length: int | None = None) -> tuple[list[dict[str, dict]], dict[str, int]]:
+    """Each pair's chosen and rejected sequences (``{"chosen": encode(...), "rejected": ...}``),
+    each answer closed as it ended (``answer_ending``), and the counts a stage reports:
+    ``prompts_truncated`` (pairs whose prompt was cut to ``max_prompt_length``),
+    ``answers_without_end_token`` (answers cut at the sampler's limit, scored without an end
+    token) and ``responses_truncated`` (answers cut here to fit ``max_length``). ``logps`` and
+    ``train`` both call it, so the stored and the trained log-probs are of the same tokens."""
+    end_of_turn = end_of_turn_token(tokenizer)
+    encoded, counts = [], {"prompts_truncated": 0, "answers_without_end_token": 0, "responses_truncated": 0}
+    for pair in pairs:
+        sides = {}
+        for side in ("chosen", "rejected"):
+            stop = answer_ending(pair, side, end_of_turn)
+            sides[side] = encode(tokenizer, conversation(pair), pair[side], stop_token=stop, max_length=max_length,
+                                 max_prompt_length=max_prompt_length)
+            counts["answers_without_end_token"] += stop is None
+            counts["responses_truncated"] += sides[side]["response_truncated"]
+        counts["prompts_truncated"] += sides["chosen"]["prompt_truncated"]
+        encoded.append(sides)
+    return encoded, counts
 
 
 def default_device() -> torch.device:

@@ -3,8 +3,11 @@
 Kinds of record (fields every record of the kind must have, with their JSON types):
 
 - prompt:       id, prompt
-- sample:       id, prompt, responses (K strings)
-- pair:         id, prompt, chosen, rejected            (TRL's field names)
+- sample:       id, prompt, responses (K strings), finish_reasons and stop_tokens (K each: how
+                each answer ended, ``stop`` at that token or ``length`` with null when cut at the
+                limit), prompt_truncated (the prompt was cut to max_prompt_length)
+- pair:         id, prompt, chosen, rejected            (TRL's field names); annotated pairs add
+                chosen_/rejected_finish_reason and _stop_token (absent: finished answers)
 - scored pair:  a pair plus ref/prev chosen/rejected summed log-probs
 - answer:       id, prompt, response                    (evaluation answers)
 
@@ -30,7 +33,8 @@ class ChatTurn:
 
 # Field types: a JSON type, ChatTurn, or list[T] for a list whose every item is a T.
 PROMPT = {"id": str, "prompt": str}
-SAMPLE = {"id": str, "prompt": str, "responses": list[str]}
+SAMPLE = {"id": str, "prompt": str, "responses": list[str], "finish_reasons": list[str], "stop_tokens": list[str | None],
+          "prompt_truncated": bool}
 PAIR = {"id": str, "prompt": str, "chosen": str, "rejected": str}
 SCORED_PAIR = {
     **PAIR,
@@ -42,10 +46,12 @@ SCORED_PAIR = {
 ANSWER = {"id": str, "prompt": str, "response": str}
 # Fields any record may have, checked where present: every stage that prompts a model reads
 # ``messages`` (inpo.modeling.conversation).
-OPTIONAL = {"messages": list[ChatTurn]}
+OPTIONAL = {"messages": list[ChatTurn], **{f"{side}_{field}": kind for side in ("chosen", "rejected")
+                                         for field, kind in (("finish_reason", str), ("stop_token", str | None))}}
 
 _JSON_TYPE_NAMES = {str: "a string", list: "a list", float: "a finite number", int: "an integer", dict: "an object",
-                    list[str]: "a list of strings",
+                    bool: "true or false", str | None: "a string or null", list[str]: "a list of strings",
+                    list[str | None]: "a list of strings or nulls",
                     list[ChatTurn]: "a list of chat turns (objects with string role and content)"}
 
 
@@ -54,8 +60,8 @@ class RecordError(ValueError):
 
 
 def _matches(value: Any, kind: type) -> bool:
-    if isinstance(value, bool):  # a JSON true/false is no number
-        return False
+    if kind is bool or isinstance(value, bool):  # a JSON true/false is no number
+        return kind is bool and isinstance(value, bool)
     if kind is float:
         # Python's json reads NaN and Infinity (and 1e400 as inf); no field of ours can hold them
         return isinstance(value, (int, float)) and math.isfinite(value)
@@ -83,6 +89,18 @@ def _record_problem(record: dict, fields: Mapping[str, Any]) -> str | None:
         problem = _field_problem(record[name], kind) if name in record else None
         if problem:
             return f"field {name!r} {problem}"
+    return None
+
+
+def sample_problem(record: dict) -> str | None:
+    """What is inconsistent in a sample record's answers (read with ``SAMPLE``'s field types), or None."""
+    n = len(record["responses"])
+    if len(record["finish_reasons"]) != n or len(record["stop_tokens"]) != n:
+        return (f"{n} responses but {len(record['finish_reasons'])} finish_reasons and "
+                f"{len(record['stop_tokens'])} stop_tokens")
+    for i, (reason, stop) in enumerate(zip(record["finish_reasons"], record["stop_tokens"])):
+        if (reason, stop is None) not in (("stop", False), ("length", True)):
+            return f"response {i}: finish_reason {reason!r} with stop_token {stop!r} (want 'stop' with a token, or 'length' with null)"
     return None
 
 
@@ -121,7 +139,8 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
 
 def read_jsonl(path: str | os.PathLike, fields: Mapping[str, Any] | None = None, *, allow_empty: bool = False) -> list[dict]:
-    """Read a JSON Lines file, checking every record has ``fields`` with the right types and a unique id.
+    """Read a JSON Lines file, checking every record has ``fields`` with the right types and a unique id
+    (and, for ``SAMPLE``, consistent answers: ``sample_problem``).
 
     Raises RecordError naming file and line (``iter_jsonl``'s errors, a missing field, a field
     of the wrong type, a non-finite number, a repeated id) or the file (no records, unless
@@ -130,7 +149,7 @@ def read_jsonl(path: str | os.PathLike, fields: Mapping[str, Any] | None = None,
     fields = fields or {"id": str}
     records, seen = [], {}
     for number, record in iter_jsonl(path):
-        problem = _record_problem(record, fields)
+        problem = _record_problem(record, fields) or (sample_problem(record) if fields is SAMPLE else None)
         if problem:
             raise RecordError(f"{path}:{number}: {problem}")
         if record["id"] in seen:

@@ -36,6 +36,10 @@ TITLES = {
     "mean_verbosity": "mean verbosity of valid answers",
     "oracle_calls": "oracle calls (annotation)",
     "pairs": "preference pairs kept",
+    "sampled_answers_cut": "training samples cut at the length limit",
+    "sampled_prompts_truncated": "training prompts cut to max_prompt_length",
+    "answers_cut": "evaluation answers cut at the length limit",
+    "prompts_truncated": "evaluation prompts cut to max_prompt_length",
     "train_loss": "final training loss",
 }
 # the benchmark figures papers quote (AlpacaEval 2.0: LC and raw win rate; Arena-Hard: score)
@@ -43,7 +47,8 @@ BENCHMARK_HEADLINES = ("length_controlled_winrate", "win_rate", "score")
 POINT_KEYS = ("algo", "judge", "eta", "tau", "beta", "seed")
 # Bookkeeping columns: in the tables, not plotted.
 NOT_PLOTTED = {*POINT_KEYS, "setting", "iteration", "standard_error", "lc_standard_error", "n_prompts", "n_samples",
-               "judge_calls", "judge_requests", "judge_cached", "ci_lower", "ci_upper"}
+               "judge_calls", "judge_requests", "judge_cached", "ci_lower", "ci_upper", "sampled_answers_cut",
+               "sampled_prompts_truncated", "answers_cut", "prompts_truncated"}
 
 
 def setting_of(point: dict) -> str:
@@ -80,7 +85,10 @@ def gather(results: Path, iterations: int, points: list[str], evaluations: list[
             if t >= 1:
                 annotation = read_json(results / stage_folder(path, t, "annotate") / f"iter{t}" / "annotate" / "annotation.json")
                 training = read_json(results / "sweep" / path / f"iter{t}" / "train" / "train_summary.json")
+                # annotation files of runs before finish reasons were recorded lack the counts: None, shown as missing
                 row.update(pairs=annotation["pairs"], oracle_calls=annotation["oracle_calls"],
+                           sampled_answers_cut=annotation.get("responses_cut"),
+                           sampled_prompts_truncated=annotation.get("prompts_truncated"),
                            train_loss=training["last_metrics"].get("loss"))
             rows.append(row)
     return rows

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
@@ -16,19 +18,22 @@ from .records import PROMPT, read_jsonl, write_jsonl
 from .sampling import make_sampler
 from .shards import shard_bounds
 
+log = logging.getLogger(__name__)
+
 
 def run(cfg: DictConfig) -> list[dict]:
-    if cfg.n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {cfg.n_samples}")
     prompts = read_jsonl(cfg.prompts, PROMPT)
     start, stop = shard_bounds(len(prompts), cfg.shard, cfg.n_shards)
     prompts = prompts[start:stop]
-    sampler = make_sampler(cfg.policy, OmegaConf.to_container(cfg.sampler, resolve=True))
-    responses = sampler.generate([conversation(p) for p in prompts], cfg.n_samples,
-                                 seed=stage_seed(cfg.seed, "sample", cfg.iteration), offset=start,
-                                 desc=f"sample {cfg.shard + 1}/{cfg.n_shards}" if cfg.n_shards > 1 else "sample")
-    records = [{**p, "responses": r} for p, r in zip(prompts, responses)]
+    sampler = make_sampler(cfg.policy, OmegaConf.to_container(cfg.sampler, resolve=True), cfg.n_samples)
+    answers = sampler.generate([conversation(p) for p in prompts], cfg.n_samples,
+                               seed=stage_seed(cfg.seed, "sample", cfg.iteration), offset=start,
+                               desc=f"sample {cfg.shard + 1}/{cfg.n_shards}" if cfg.n_shards > 1 else "sample")
+    records = [{**p, **a} for p, a in zip(prompts, answers)]
     write_jsonl(cfg.output, records)
+    cut = sum(reason == "length" for r in records for reason in r["finish_reasons"])
+    log.info("%d prompts, %d answers; %d answers cut at the length limit, %d prompts cut to max_prompt_length",
+             len(records), len(records) * cfg.n_samples, cut, sum(r["prompt_truncated"] for r in records))
     return records
 
 

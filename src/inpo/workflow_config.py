@@ -195,6 +195,7 @@ def _check_stage_configs(config: Mapping[str, Any], conf_dir: Path) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from .optim import OptimSettings
+    from .sampler_settings import check_n
 
     overrides = config.get("overrides") or {}
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir.resolve())):
@@ -203,9 +204,13 @@ def _check_stage_configs(config: Mapping[str, Any], conf_dir: Path) -> None:
             for selection in variants:
                 where = f"overrides.{stage}={extra}" if extra else f"conf/{stage}.yaml"
                 try:
-                    cfg = compose(config_name=stage if stage in STAGES else "evaluate", overrides=selection + extra)
+                    # the sample jobs get the workflow's n_samples, before the user's overrides
+                    settings = [f"n_samples={config['n_samples']}"] if stage == "sample" else []
+                    cfg = compose(config_name=stage if stage in STAGES else "evaluate", overrides=selection + settings + extra)
                     if "optim" in cfg:
                         OptimSettings(**OmegaConf.to_container(cfg.optim))
+                    if stage in ("sample", "evaluate"):
+                        check_n(cfg.sampler.temperature, cfg.n_samples)
                 except (HydraException, OmegaConfBaseException, ValueError, TypeError) as err:
                     raise WorkflowConfigError(f"{where}: {err}".replace("\n", " ")) from None
 

@@ -66,8 +66,8 @@ rule benchmark:
         args=lambda wc: hydra_args(
             wc.benchmark, eval_folder(wc.chain, wc.t, wc.benchmark), eval=wc.benchmark,
             policy=evaluated_policy(wc.chain, wc.t), output_dir=eval_folder(wc.chain, wc.t, wc.benchmark),
-            sampler=config["sampler"], iteration=wc.t, seed=config["seed"],
-            **{"sampler.max_prompt_length": config["max_prompt_length"]}),
+            # the benchmark's own generation settings (eval.generation): its questions are never cut
+            sampler=config["sampler"], iteration=wc.t, seed=config["seed"]),
         untracked=lambda wc: untracked_args(wc.benchmark),
     log:
         f"{R}/logs/{{chain}}/eval/{{benchmark}}/iter{{t}}.log",

@@ -11,7 +11,9 @@ def sample_args(wc, **shard):
     return hydra_args(
         "sample", os.path.dirname(output), policy=policy_in(wc.chain, wc.t), prompts=prompts_file(f"train_iter{wc.t}"),
         output=output, sampler=config["sampler"], n_samples=config["n_samples"], iteration=wc.t,
-        seed=segment(wc.chain, "seed"), **{"sampler.max_prompt_length": config["max_prompt_length"]}, **shard)
+        seed=segment(wc.chain, "seed"), **shard,
+        # the answers fit logps' and train's max_length whole: never cut there, ended or marked cut here
+        **{"sampler.max_prompt_length": config["max_prompt_length"], "sampler.max_length": config["max_length"]})
 
 
 SAMPLE_INPUT = dict(

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from inpo.logprobs import pad_sequences
-from inpo.modeling import compute_dtype, default_device, load_pretrained, load_tokenizer
+from inpo.modeling import compute_dtype, default_device, load_model_weights, load_tokenizer
 
 # Options every model judge takes; ``model`` has no default.
 MODEL_OPTIONS = {"model": None, "batch_size": 8, "max_length": None, "dtype": "auto", "trust_remote_code": False}
@@ -29,11 +29,11 @@ def check_options(kind: str, options: Mapping[str, Any], defaults: Mapping[str, 
 
 def load_model(auto_class, name: str, *, dtype: str = "auto", trust_remote_code: bool = False):
     """(model, tokenizer) from a hub name or folder, in eval mode on the default device. Raises as
-    ``inpo.modeling.load_pretrained``."""
+    ``inpo.modeling.load_model_weights``."""
     device = default_device()
     torch_dtype = compute_dtype(dtype, device)
     tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
-    model = load_pretrained(auto_class, name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    model = load_model_weights(auto_class, name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tokenizer
 
 
@@ -82,7 +82,7 @@ def cut_responses(tokenizer, responses: Sequence[str], excess: int, where: str) 
     lengths = [len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in responses]
     target = sum(lengths) - excess
     if target < 0:
-        raise ValueError(f"{where}: the prompt and template alone exceed max_length; raise max_length")
+        raise ValueError(f"{where}: its conversation and the template alone exceed max_length; raise max_length")
     cap = max(c for c in range(max(lengths) + 1) if sum(min(n, c) for n in lengths) <= target)
     return [truncate_text(tokenizer, r, cap) for r in responses]
 
