@@ -11,7 +11,11 @@ from typing import Any, Mapping
 
 
 def apply_lora(model, options: Mapping[str, Any]):
-    """``model`` wrapped with trainable LoRA adapters: ``options`` has r, alpha, dropout, target_modules."""
+    """``model`` wrapped with trainable LoRA adapters: ``options`` has r, alpha, dropout, target_modules.
+
+    peft draws each adapter's initial A from torch's global RNG (B starts at 0): the caller seeds
+    it first (``inpo.train`` does, from its seed). ``dropout`` is off while ``train.disable_dropout``.
+    """
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:

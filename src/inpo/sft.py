@@ -17,7 +17,7 @@ from .modeling import build_llama, build_word_tokenizer, encode
 from .records import write_json
 from .task import VOCABULARY, TaskConfig, make_demonstration, make_prompts
 from .optim import OptimSettings
-from .training import finish_training, fit, make_accelerator
+from .training import finish_training, fit, make_accelerator, tracked_settings
 
 
 def task_config(cfg: DictConfig) -> TaskConfig:
@@ -53,9 +53,10 @@ def run(cfg: DictConfig) -> dict:
     rng = np.random.default_rng(seed)
     demos = [make_demonstration(p["items"], rng, task.p_correct, task.style_probs, task.verbosity_probs) for p in prompts]
     collate, loss_fn = sft_loss(tokenizer.pad_token_id)
-    examples = [encode(tokenizer, p["prompt"], demo) for p, demo in zip(prompts, demos)]
+    examples = [encode(tokenizer, p["prompt"], demo) for p, demo in zip(prompts, demos)]  # finished answers
 
-    accelerator = make_accelerator(settings, cfg.work_dir, "sft")
+    accelerator = make_accelerator(settings, cfg.work_dir, "sft", report_to=cfg.report_to, tracked=tracked_settings(
+        cfg, ["output", "work_dir", "seed", "n_demonstrations", "task", "model", "optim"]))
     summary = fit(model, examples, collate, loss_fn, settings, seed=seed, work_dir=cfg.work_dir,
                   output=cfg.output, tokenizer=tokenizer, description="sft", accelerator=accelerator,
                   setup={"model": OmegaConf.to_container(cfg.model)})

@@ -13,16 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from accelerate.utils import set_seed
 from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
 from .logprobs import pad_sequences, sequence_logps
 from .losses import check_inpo_settings, dpo_loss, inpo_loss, ipo_loss
 from .lora import apply_lora
-from .modeling import conversation, encode, load_policy
+from .modeling import encode_pairs, load_policy
 from .records import SCORED_PAIR, read_jsonl, write_json
 from .optim import OptimSettings
-from .training import finish_training, fit, make_accelerator
+from .training import disable_dropout, finish_training, fit, make_accelerator, tracked_settings
 
 LOSSES = ("inpo", "dpo", "ipo")
 
@@ -40,15 +41,15 @@ def check_algo(algo: DictConfig) -> None:
         raise ValueError(f"algo.beta must be > 0, got {algo.beta}")
 
 
-def encode_scored_pairs(tokenizer, pairs: list[dict], **truncation) -> list[dict]:
-    examples = []
-    for pair in pairs:
-        chosen, rejected = (encode(tokenizer, conversation(pair), pair[side], **truncation) for side in ("chosen", "rejected"))
-        examples.append({
-            "chosen": chosen["ids"], "rejected": rejected["ids"], "response_start": chosen["response_start"],
-            "logps": [pair["ref_chosen_logp"], pair["ref_rejected_logp"], pair["prev_chosen_logp"], pair["prev_rejected_logp"]],
-        })
-    return examples
+def encode_scored_pairs(tokenizer, pairs: list[dict], **truncation) -> tuple[list[dict], dict[str, int]]:
+    """Training examples (chosen and rejected token ids, the stored log-probs) and the counts of
+    ``inpo.modeling.encode_pairs``: the same tokens the ``logps`` stage scored."""
+    encoded, counts = encode_pairs(tokenizer, pairs, **truncation)
+    examples = [{
+        "chosen": e["chosen"]["ids"], "rejected": e["rejected"]["ids"], "response_start": e["chosen"]["response_start"],
+        "logps": [pair["ref_chosen_logp"], pair["ref_rejected_logp"], pair["prev_chosen_logp"], pair["prev_rejected_logp"]],
+    } for pair, e in zip(pairs, encoded)]
+    return examples, counts
 
 
 def preference_objective(algo: DictConfig, pad_id: int):
@@ -90,7 +91,12 @@ def run(cfg: DictConfig) -> dict:
     pairs = read_jsonl(cfg.pairs, SCORED_PAIR)
     check_truncation(pairs, cfg, cfg.pairs)
     description = f"train iter {cfg.iteration}"
-    accelerator = make_accelerator(settings, cfg.work_dir, description)
+    accelerator = make_accelerator(settings, cfg.work_dir, description, report_to=cfg.report_to, tracked=tracked_settings(
+        cfg, ["pairs", "policy", "output", "work_dir", "iteration", "seed", "algo", "optim", "lora", "model_dtype",
+              "max_length", "max_prompt_length", "gradient_checkpointing", "disable_dropout"]))
+    # Setting the model up draws from the global RNGs (LoRA's initial A, any weight the checkpoint
+    # lacks): seeded, from a stream of its own (fit seeds the training's).
+    set_seed(stage_seed(cfg.seed, "train-setup", cfg.iteration))
     model, tokenizer = load_policy(cfg.policy, dtype=cfg.model_dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.gradient_checkpointing:
         # transformers 5 calls it activation_checkpointing_enable; older versions have only the other name
@@ -100,14 +106,20 @@ def run(cfg: DictConfig) -> dict:
         model = apply_lora(model, cfg.lora)
         if cfg.gradient_checkpointing:
             model.enable_input_require_grads()
+    # The stored pi_ref/pi_t log-probs were computed without dropout (stage logps); with it on, the
+    # policy's are noisy against them (at pi_t the INPO loss is then not (1/(2 eta))^2). The saved
+    # policy keeps its config's dropout rates: they are settings of whoever trains it next.
+    dropout_rates = disable_dropout(model) if cfg.disable_dropout else {}
     collate, loss_fn = preference_objective(cfg.algo, tokenizer.pad_token_id)
-    examples = encode_scored_pairs(tokenizer, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+    examples, counts = encode_scored_pairs(tokenizer, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
     summary = fit(model, examples, collate, loss_fn, settings,
                   seed=stage_seed(cfg.seed, "train", cfg.iteration), work_dir=cfg.work_dir,
                   output=cfg.output, tokenizer=tokenizer, description=description, accelerator=accelerator,
                   setup={"algo": OmegaConf.to_container(cfg.algo), "policy": str(cfg.policy),
-                         "lora": OmegaConf.to_container(cfg.lora), "model_dtype": cfg.model_dtype})
-    summary["pairs"] = len(pairs)
+                         "lora": OmegaConf.to_container(cfg.lora), "model_dtype": cfg.model_dtype,
+                         "disable_dropout": cfg.disable_dropout},
+                  saved_config=dropout_rates)
+    summary.update(pairs=len(pairs), **counts)
     if accelerator.is_main_process:
         write_json(Path(cfg.work_dir) / "train_summary.json", summary)
     finish_training(cfg.work_dir, accelerator)

@@ -2,14 +2,14 @@
 
 The same code runs on a CPU, one GPU (bf16) or many (``accelerate launch``). AdamW with a
 cosine schedule and linear warm-up, gradient accumulation and clipping, epochs, a progress
-bar, a metrics log (JSON Lines, and TensorBoard when it is installed), and checkpoints at
-optimizer-step boundaries so that a killed job resumes where it stopped.
+bar, a metrics log (JSON Lines, and the trackers of ``report_to``), and checkpoints at
+optimizer-step boundaries so that a killed job resumes where it stopped. Every random draw of a
+training (the example order, dropout masks) derives from its seed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -20,9 +20,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+from accelerate.utils import set_seed
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import PretrainedConfig, get_cosine_schedule_with_warmup
 
 from .modeling import save_policy
 from .optim import OptimSettings
@@ -53,20 +56,113 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
-def make_accelerator(settings: OptimSettings, work_dir: str | os.PathLike, description: str = "train") -> Accelerator:
-    """The Accelerator of a training run (precision, accumulation, TensorBoard when installed)."""
+def resolve_trackers(report_to: str | Sequence[str] | None) -> list[str]:
+    """The trackers a stage's ``report_to`` setting names.
+
+    ``auto`` is TensorBoard when it is installed, else none: the default, which runs anywhere.
+    ``none``, null or ``[]`` is none. Otherwise a name or a list of names, each a tracker accelerate
+    supports and whose package is installed: a tracker asked for by name is never skipped.
+    Raises ValueError naming ``report_to`` for an unknown name, ImportError saying what to install.
+    """
+    installed = {tracker.value for tracker in get_available_trackers()}
+    if report_to == "auto":
+        return ["tensorboard"] if "tensorboard" in installed else []
+    if report_to is None or report_to == "none":
+        return []
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    supported = sorted(LOGGER_TYPE_TO_CLASS)
+    unknown = [name for name in names if name not in supported]
+    if unknown:
+        raise ValueError(f"report_to: unknown tracker(s) {unknown}; use auto, none, or a list of {supported}")
+    missing = [name for name in names if name not in installed]
+    if missing:
+        raise ImportError(f"report_to names {missing}, not installed here: pip install {' '.join(missing)} "
+                          f"(or leave them out of report_to)")
+    return list(dict.fromkeys(names))
+
+
+def tracker_values(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``settings`` flattened to dotted names with scalar values (lists as JSON), the form every
+    tracker's hyperparameter table takes (TensorBoard's takes no nesting, no lists)."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            flat.update(tracker_values(value, f"{prefix}{key}."))
+        else:
+            is_scalar = value is None or isinstance(value, (bool, int, float, str))
+            flat[prefix + key] = value if is_scalar else json.dumps(value)
+    return flat
+
+
+def tracked_settings(cfg: DictConfig, keys: Sequence[str]) -> dict[str, Any]:
+    """The values of a stage config's ``keys``, resolved, as plain data: what it shows its trackers."""
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+            for key in keys}
+
+
+def make_accelerator(settings: OptimSettings, work_dir: str | os.PathLike, description: str = "train", *,
+                     report_to: str | Sequence[str] | None = "auto", tracked: Mapping[str, Any] | None = None) -> Accelerator:
+    """The Accelerator of a training run (precision, accumulation, the trackers of ``report_to``:
+    see ``resolve_trackers``), with its trackers started (those that write files, under ``work_dir``).
+
+    ``tracked`` is what the trackers record as the run's configuration: the caller passes only the
+    stage's own settings, never the environment or a whole config that could hold a credential (a
+    tracker such as wandb uploads it).
+    """
+    trackers = resolve_trackers(report_to)  # before any work: a bad name fails at once
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    tensorboard = importlib.util.find_spec("tensorboard") is not None
     accelerator = Accelerator(
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         mixed_precision=settings.resolved_precision(),
-        log_with="tensorboard" if tensorboard else None,
+        log_with=trackers or None,
         project_dir=str(work_dir),
     )
-    if tensorboard:
-        accelerator.init_trackers(description)
+    if trackers:
+        accelerator.init_trackers(description, config=tracker_values(tracked) if tracked else None)
     return accelerator
+
+
+DROPOUT_MODULES = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout,
+                   torch.nn.FeatureAlphaDropout)
+
+
+def _zero_config_dropout(config: PretrainedConfig, prefix: str = "") -> dict[str, float]:
+    changed = {}
+    for name, value in list(vars(config).items()):
+        if isinstance(value, PretrainedConfig):  # e.g. a multimodal model's text_config
+            changed.update(_zero_config_dropout(value, f"{prefix}{name}."))
+        elif "dropout" in name and isinstance(value, float) and value != 0:
+            changed[prefix + name] = value
+            setattr(config, name, 0.0)
+    return changed
+
+
+def disable_dropout(model: torch.nn.Module) -> dict[str, float]:
+    """Turn every dropout of a Hugging Face ``model`` (peft-wrapped or not) off, as TRL's
+    ``disable_dropout`` and more: p = 0 on every dropout module (peft's ``lora_dropout`` included),
+    and 0 in every float attribute named ``*dropout*`` of a module (Llama's attention reads its
+    ``attention_dropout`` in forward, not a module's p) or of the config and its sub-configs (some
+    models read the config in forward).
+
+    Returns the config values it changed, by dotted name (``fit``'s ``saved_config``).
+    """
+    for module in model.modules():
+        if isinstance(module, DROPOUT_MODULES):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
+    return _zero_config_dropout(model.config)
+
+
+def _set_config_values(config: PretrainedConfig, values: Mapping[str, Any]) -> None:
+    for dotted, value in values.items():
+        *parents, name = dotted.split(".")
+        target = config
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, name, value)
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -147,6 +243,7 @@ def fit(
     description: str = "train",
     setup: Any = None,
     accelerator: Accelerator | None = None,
+    saved_config: Mapping[str, Any] | None = None,
 ) -> dict:
     """Minimize ``loss_fn`` over ``examples``, save the model with ``tokenizer`` as a Hugging Face
     folder at ``output``, and return a summary.
@@ -160,10 +257,16 @@ def fit(
     NonFiniteLossError and leaves the last good checkpoint. Pass the ``accelerator`` made by
     ``make_accelerator`` before loading the model: under DeepSpeed ZeRO-3 the Accelerator must
     exist first, so that ``from_pretrained`` loads each rank's shard instead of the whole model.
+
+    ``seed`` seeds the example order and the global RNGs (Python, NumPy, torch: dropout masks) at the
+    start; a resumed run gets back the RNG states of its checkpoint, so it draws what an
+    uninterrupted run would. ``saved_config``: config values (dotted names) the saved model gets in
+    place of the training's own, e.g. the dropout rates ``disable_dropout`` zeroed.
     """
     work_dir = Path(work_dir)
     checkpoints, log_path = work_dir / "checkpoints", work_dir / "train_log.jsonl"
     accelerator = accelerator or make_accelerator(settings, work_dir, description)
+    set_seed(seed)
 
     sampler = EpochShuffle(len(examples), seed)
     loader = DataLoader(list(examples), batch_size=settings.batch_size, sampler=sampler, collate_fn=collate)
@@ -255,6 +358,8 @@ def fit(
                 _save_checkpoint(accelerator, checkpoints, progress)
     bar.close()
     accelerator.wait_for_everyone()
+    if saved_config:
+        _set_config_values(accelerator.unwrap_model(model).config, saved_config)
     save_policy(accelerator.unwrap_model(model), tokenizer, output, state_dict=accelerator.get_state_dict(model),
                 save_function=accelerator.save, is_main_process=accelerator.is_main_process)
     parameters = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
