@@ -51,9 +51,14 @@ def comparisons():
 
 def pm_by_hand(folder, prompt, a, b, temperature=1.0):
     """RLHFlow's format written out: p(A) = softmax(logits of "A", "B" / T) after the chat prompt, no BOS."""
+    text = f"<user> [CONTEXT] \n\n<turn> user\n {prompt}\n [RESPONSE A] {a} [RESPONSE B] {b} \n <assistant> "
+    return pm_on_text(folder, text, temperature)
+
+
+def pm_on_text(folder, text, temperature=1.0):
+    """(ids, p(A)) for a written-out judge text: one unpadded sequence, no BOS."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder)
-    text = f"<user> [CONTEXT] \n\n<turn> user\n {prompt}\n [RESPONSE A] {a} [RESPONSE B] {b} \n <assistant> "
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0, -1]
@@ -106,9 +111,14 @@ def test_max_length_cuts_the_longer_response_and_keeps_the_answer_position(tiny)
 
 def rm_by_hand(folder, prompt, response):
     """The logit of [user, assistant] in the chat template, one unpadded sequence with one BOS."""
+    return rm_on_text(folder, f"<user> {prompt} <assistant> {response} <eos> ")
+
+
+def rm_on_text(folder, text):
+    """The logit on a written-out chat text, encoded with its one BOS, one unpadded sequence."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder)
-    ids = tokenizer(f"<user> {prompt} <assistant> {response} <eos> ")["input_ids"]
+    ids = tokenizer(text)["input_ids"]
     assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
     with torch.no_grad():
         return model(torch.tensor([ids])).logits[0, 0].item()
@@ -147,6 +157,120 @@ def test_reward_judge_cuts_the_response_to_max_length(tiny):
     assert rm.reward(RECORD, LONG) == pytest.approx(rm_by_hand(folder, RECORD["prompt"], cut), rel=1e-5, abs=1e-5)
 
 
+# --- multi-turn conversations -----------------------------------------------------------------------
+
+SYSTEM = {"role": "system", "content": "you asked for the sorted list"}
+TURNS = [{"role": "user", "content": "sort 2 1"}, {"role": "assistant", "content": "sure , here it is : ( 1 2 )"},
+         {"role": "user", "content": RECORD["prompt"]}]
+MULTI = {**RECORD, "id": "t-multi", "messages": TURNS}
+WITH_SYSTEM = {**RECORD, "id": "t-system", "messages": [SYSTEM, *TURNS]}
+# The context template of RLHFlow/pair-preference-model-LLaMA3-8B's model card, verbatim: roles by position
+RLHFLOW_CONTEXT_TEMPLATE = ("\n{% for message in messages %}{% if loop.index0 % 2 == 0 %}\n\n<turn> user\n "
+                            "{{ message['content'] }}{% else %}\n\n<turn> assistant\n {{ message['content'] }}"
+                            "{% endif %}{% endfor %}\n\n\n")
+
+
+def in_order(ids, pieces):
+    """Whether each piece (a list of ids) occurs in ``ids`` after the one before it."""
+    start = 0
+    for piece in pieces:
+        found = next((i for i in range(start, len(ids) - len(piece) + 1) if ids[i : i + len(piece)] == piece), None)
+        if found is None:
+            return False
+        start = found + len(piece)
+    return True
+
+
+def pm_text(context, a, b):
+    """The pair preference judge's text, written out, for a rendered context."""
+    return f"<user> [CONTEXT] {context} [RESPONSE A] {a} [RESPONSE B] {b} \n <assistant> "
+
+
+MULTI_CONTEXT = "\n\n<turn> user\n sort 2 1\n<turn> assistant\n sure , here it is : ( 1 2 )\n<turn> user\n sort 3 1 2\n"
+SYSTEM_CONTEXT = "\n\n<turn> system\n you asked for the sorted list\n<turn> user\n sort 2 1\n<turn> assistant\n" \
+                 " sure , here it is : ( 1 2 )\n<turn> user\n sort 3 1 2\n"
+
+
+@pytest.mark.parametrize("record, context", [(MULTI, MULTI_CONTEXT), (WITH_SYSTEM, SYSTEM_CONTEXT)],
+                         ids=["user-assistant-user", "system-first"])
+def test_pair_preference_reads_every_turn_in_order_labelled_by_role(tiny, record, context):
+    folder = tiny["pair_preference"]
+    pm = judge("pair_preference_llama3", folder)
+    assert pm.text(record, LONG, SHORT) == pm_text(context, LONG, SHORT)
+    expected, p_ab = pm_on_text(folder, pm_text(context, LONG, SHORT))
+    assert pm.encode(record, LONG, SHORT) == expected
+    words = lambda text: pm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    turns = [words(f"<turn> {t['role']} {t['content']}") for t in record["messages"]]
+    assert in_order(expected, [words("[CONTEXT]"), *turns, words(f"[RESPONSE A] {LONG} [RESPONSE B] {SHORT}")])
+    _, p_ba = pm_on_text(folder, pm_text(context, SHORT, LONG))
+    assert pm.preferences([(record, LONG, SHORT), (record, SHORT, LONG)]) == pytest.approx([p_ab, p_ba], abs=1e-5)
+    assert abs(p_ab - pm_by_hand(folder, RECORD["prompt"], LONG, SHORT)[1]) > 1e-3  # the history changes the answer
+
+
+def test_pair_preference_context_is_rlhflow_s_on_alternating_turns_and_unchanged_for_one_turn(tiny):
+    pm = judge("pair_preference_llama3", tiny["pair_preference"])
+    for turns in ([TURNS[-1]], TURNS, [*TURNS, *TURNS[1:]]):  # 0, 1 and 2 exchanges before the last user turn
+        context = pm.tokenizer.apply_chat_template(turns, chat_template=RLHFLOW_CONTEXT_TEMPLATE, tokenize=False)
+        assert pm.text({**RECORD, "messages": turns}, LONG, SHORT) == pm_text(context, LONG, SHORT)
+    one_turn = pm_text(f"\n\n<turn> user\n {RECORD['prompt']}\n", LONG, SHORT)
+    assert pm.text(RECORD, LONG, SHORT) == pm.text({**RECORD, "messages": [TURNS[-1]]}, LONG, SHORT) == one_turn
+
+
+def test_pair_preference_cuts_only_the_responses_of_a_conversation(tiny):
+    folder = tiny["pair_preference"]
+    full, _ = pm_on_text(folder, pm_text(MULTI_CONTEXT, LONG, SHORT))
+    pm = judge("pair_preference_llama3", folder, max_length=len(full) - 4)
+    cut = " ".join(LONG.split()[:-4])
+    assert pm.encode(MULTI, LONG, SHORT) == pm_on_text(folder, pm_text(MULTI_CONTEXT, cut, SHORT))[0]
+    # one user turn and the template take 13 tokens, 7 left for the responses; the 2 earlier turns take 17 more
+    pm = judge("pair_preference_llama3", folder, max_length=20)
+    assert len(pm.encode(RECORD, LONG, SHORT)) <= 20
+    with pytest.raises(ValueError, match="prompt 't-multi': its conversation and the template alone exceed max_length"):
+        pm.compare(MULTI, LONG, SHORT)
+
+
+def rm_text(turns, response):
+    """The tiny models' chat template written out for ``turns`` + [assistant: response], no BOS."""
+    chat = "".join(f"<{t['role']}> {t['content']} " + ("<eos> " if t["role"] == "assistant" else "") for t in turns)
+    return f"{chat}<assistant> {response} <eos> "
+
+
+def test_reward_judge_scores_every_turn_in_order(tiny):
+    folder = tiny["reward_model"]
+    rm = judge("reward_llama3", folder, batch_size=3)
+    assert rm.text(WITH_SYSTEM, LONG) == ("<system> you asked for the sorted list <user> sort 2 1 <assistant> sure , here "
+                                          f"it is : ( 1 2 ) <eos> <user> sort 3 1 2 <assistant> {LONG} <eos> ")
+    assert rm.text(WITH_SYSTEM, LONG) == rm_text(WITH_SYSTEM["messages"], LONG)
+    expected = rm.tokenizer(rm_text(WITH_SYSTEM["messages"], LONG))["input_ids"]
+    assert rm.encode(WITH_SYSTEM, LONG) == expected and expected.count(rm.tokenizer.bos_token_id) == 1
+    words = lambda text: rm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert in_order(expected, [words(f"<{t['role']}> {t['content']}") for t in WITH_SYSTEM["messages"]]
+                    + [words(f"<assistant> {LONG}")])
+    items = [(record, text) for record in (RECORD, MULTI, WITH_SYSTEM) for text in (LONG, SHORT)]
+    by_hand = [rm_on_text(folder, rm_text(record.get("messages", [TURNS[-1]]), text)) for record, text in items]
+    assert rm.rewards_many(items) == pytest.approx(by_hand, rel=1e-5, abs=1e-5)
+    assert abs(by_hand[0] - by_hand[2]) > 1e-3  # the history changes the reward
+
+
+def test_reward_judge_single_turn_text_is_unchanged(tiny):
+    rm = judge("reward_llama3", tiny["reward_model"])
+    one_turn = f"<user> {RECORD['prompt']} <assistant> {LONG} <eos> "
+    assert rm.text(RECORD, LONG) == rm.text({**RECORD, "messages": [TURNS[-1]]}, LONG) == one_turn
+
+
+def test_reward_judge_cuts_only_the_response_of_a_conversation(tiny):
+    folder = tiny["reward_model"]
+    # BOS, the 3 turns (21 tokens with their role tokens and an <eos>), <assistant>, <eos>: 24; 4 left
+    rm = judge("reward_llama3", folder, max_length=28)
+    cut = " ".join(LONG.split()[:4])
+    assert rm.encode(MULTI, LONG) == rm.tokenizer(rm_text(TURNS, cut))["input_ids"]
+    assert rm.reward(MULTI, LONG) == pytest.approx(rm_on_text(folder, rm_text(TURNS, cut)), rel=1e-5, abs=1e-5)
+    rm = judge("reward_llama3", folder, max_length=12)  # enough for one turn, not for three
+    assert len(rm.encode(RECORD, LONG)) <= 12
+    with pytest.raises(ValueError, match="prompt 't-multi': its conversation and the template alone exceed max_length"):
+        rm.reward(MULTI, LONG)
+
+
 # --- configs and errors ---------------------------------------------------------------------------
 
 
@@ -169,12 +293,21 @@ def test_configs_build_the_judges_with_their_settings(tiny):
         ("pair_preference_llama3", "pair_preference", {"template": "{context} {response_a}"}, ValueError,
          "response_b"),
         ("pair_preference_llama3", "pair_preference", {"dtype": "int8"}, ValueError, "dtype"),
-        ("reward_llama3", "pair_preference", {}, ValueError, "has 2 labels"),  # a causal LM's folder
+        # a causal LM's folder: no score head, which transformers would draw at random
+        ("reward_llama3", "pair_preference", {}, ModelLoadError, r"lacks 1 weights \(score.weight\)"),
     ],
 )
 def test_bad_options_give_clear_errors(tiny, name, kind, overrides, error, match):
     with pytest.raises(error, match=match):
         judge(name, tiny[kind], **overrides)
+
+
+def test_a_classifier_with_two_labels_is_no_reward_model(tiny, tmp_path):
+    folder = shutil.copytree(tiny["reward_model"], tmp_path / "two_labels")
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, ignore_mismatched_sizes=True)
+    model.save_pretrained(folder)
+    with pytest.raises(ValueError, match="has 2 labels; a reward model has one"):
+        judge("reward_llama3", folder)
 
 
 @pytest.mark.parametrize("name", ["pair_preference_llama3", "reward_llama3"])

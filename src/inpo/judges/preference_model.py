@@ -1,9 +1,10 @@
-"""A pairwise preference model as judge: a causal LM reads the prompt and two responses and names
-the better one, in the format of RLHFlow/pair-preference-model-LLaMA3-8B.
+r"""A pairwise preference model as judge: a causal LM reads a conversation and two responses to it
+and names the better one, in the format of RLHFlow/pair-preference-model-LLaMA3-8B.
 
-For the prompt x and responses y_A, y_B shown in that order:
+For the conversation x = ``inpo.modeling.conversation(record)`` (every turn, ending with the user
+turn the responses answer) and responses y_A, y_B shown in that order:
 
-    context = [user: x] rendered by ``context_template`` (RLHFlow's plain "<turn> user" format)
+    context = "\n" + "".join("\n<turn> " + role + "\n " + content for each turn of x) + "\n"
     turn    = template.format(context, y_A, y_B)
     text    = chat template of [user: turn] with the generation prompt, BOS removed
     p(y_A, y_B) = softmax(l_A / T, l_B / T)[0] = sigmoid((l_A - l_B) / T)
@@ -12,6 +13,18 @@ where l_A, l_B are the next-token logits of the labels "A", "B" after ``text``. 
 published usage the model reads no BOS token; Llama-3's original chat template always ends with
 the assistant header, which ``add_generation_prompt`` writes for the templates that do not.
 ``compare`` = (p(a, b) + 1 - p(b, a)) / 2 averages out the position bias.
+
+``context`` is ``context_template`` as Hugging Face's chat templating renders it (trim_blocks drops
+the newline after each tag, Jinja the template's last one). That is RLHFlow's plain format: the
+model card's ``tokenizer_plain.chat_template``, also in RLHFlow/RLHF-Reward-Modeling
+pair-pm/README.md, whose training example reads "[CONTEXT] \n\n<turn> user\n PROMPT\n [RESPONSE A]".
+Their template labels turns "user" and "assistant" by position (``loop.index0 % 2``), which is
+right only for their data: pair-pm/process_pair_data.py keeps only conversations whose roles
+alternate user, assistant, ... from a user turn, so the model never saw a system turn.
+``CONTEXT_TEMPLATE`` labels each turn by its ``role`` instead: on such conversations it renders
+exactly as theirs, and a system turn (which a position count would call "user", shifting every
+later label) is kept as "<turn> system", so that the judge reads the instructions the policy
+answered, as the reward model judge does through Llama-3's chat template.
 """
 
 from __future__ import annotations
@@ -24,12 +37,15 @@ from transformers import AutoModelForCausalLM
 
 from inpo.judges import Comparison, Judge
 from inpo.judges.hf_models import MODEL_OPTIONS, check_batching, check_options, fit_responses, load_model, run_batches
+from inpo.modeling import conversation
 
 TEMPLATE = "[CONTEXT] {context} [RESPONSE A] {response_a} [RESPONSE B] {response_b} \n"
+# Labels by role, not position, so a system turn does not shift the user/assistant labels (module doc).
 CONTEXT_TEMPLATE = (
-    "\n{% for message in messages %}{% if loop.index0 % 2 == 0 %}\n\n<turn> user\n {{ message['content'] }}"
-    "{% else %}\n\n<turn> assistant\n {{ message['content'] }}{% endif %}{% endfor %}\n\n\n"
+    "\n{% for message in messages %}\n\n<turn> {{ message['role'] }}\n {{ message['content'] }}{% endfor %}\n\n\n"
 )
+
+
 def label_token_id(tokenizer, label: str) -> int:
     """The id of ``label``, which must encode to exactly one known token."""
     ids = tokenizer.encode(str(label), add_special_tokens=False)
@@ -84,9 +100,10 @@ class PairPreferenceJudge(Judge):
         return cls(model, tokenizer, **settings)
 
     def text(self, record: dict, a: str, b: str) -> str:
-        """What the model reads with ``a`` shown as response A, ending where it answers."""
-        context = self.tokenizer.apply_chat_template([{"role": "user", "content": record["prompt"]}],
-                                                     chat_template=self.context_template, tokenize=False)
+        """What the model reads with ``a`` shown as response A after the record's conversation, ending
+        where it answers."""
+        context = self.tokenizer.apply_chat_template(conversation(record), chat_template=self.context_template,
+                                                     tokenize=False)
         turn = self.template.format(context=context, response_a=a, response_b=b)
         text = self.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
                                                   add_generation_prompt=True)

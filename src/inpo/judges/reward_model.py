@@ -1,7 +1,10 @@
 """A sequence-classification reward model as judge, in the way of sfairXC/FsfairX-LLaMA3-RM-v0.1:
 
-    r(y | x) = the model's single logit on [user: x, assistant: y] in the tokenizer's chat template
+    r(y | x) = the model's single logit on [*x, assistant: y] in the tokenizer's chat template
 
+where x = ``inpo.modeling.conversation(record)``, every turn (system turns included) ending with
+the user turn y answers. The model card scores a whole multi-turn ``chat`` this way, and
+RLHFlow/Online-RLHF annotate_data/get_rewards.py appends the response to the prompt's messages.
 The chat text has its BOS removed and tokenizing adds it back, as in the model card's pipeline
 (exactly one BOS whether or not the template writes one). The preference is Bradley-Terry,
 P(a > b | x) = sigmoid(r(a) - r(b)) (``RewardJudge``).
@@ -18,6 +21,7 @@ from transformers import AutoModelForSequenceClassification
 
 from inpo.judges import RewardJudge
 from inpo.judges.hf_models import MODEL_OPTIONS, check_batching, check_options, fit_responses, load_model, run_batches
+from inpo.modeling import conversation
 
 
 class RewardModelJudge(RewardJudge):
@@ -51,8 +55,8 @@ class RewardModelJudge(RewardJudge):
         return cls(model, tokenizer, **settings)
 
     def text(self, record: dict, response: str) -> str:
-        """The conversation [user: prompt, assistant: response] in the chat template, BOS removed."""
-        chat = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": response}]
+        """The record's conversation and [assistant: response] in the chat template, BOS removed."""
+        chat = [*conversation(record), {"role": "assistant", "content": response}]
         text = self.tokenizer.apply_chat_template(chat, tokenize=False)
         return text.replace(self.tokenizer.bos_token, "") if self.tokenizer.bos_token else text
 
