@@ -31,7 +31,7 @@ class ChatTurn:
     """The field type of a chat message: a JSON object with string ``role`` and ``content``."""
 
 
-# Field types: a JSON type, ChatTurn, or list[T] for a list whose every item is a T.
+# Field types: a JSON type, T | None (null allowed), ChatTurn, or list[T] for a list whose every item is a T.
 PROMPT = {"id": str, "prompt": str}
 SAMPLE = {"id": str, "prompt": str, "responses": list[str], "finish_reasons": list[str], "stop_tokens": list[str | None],
           "prompt_truncated": bool}
