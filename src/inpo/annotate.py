@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import hydra_app
 from .judges import RewardJudge, make_judge, sigmoid
 from .pairs import best_vs_worst, knockout_rounds, play_tournaments
-from .records import SAMPLE, read_jsonl, write_json, write_jsonl
+from .records import SAMPLE, cut_counts, read_jsonl, write_json, write_jsonl
 
 PAIRINGS = ("auto", "knockout", "best_vs_worst")
 # A sample record's per-answer fields: a pair carries its two answers' values as chosen_*/rejected_*.
@@ -95,12 +95,12 @@ def run(cfg: DictConfig) -> dict:
         })
     if not pairs:
         raise ValueError(f"{cfg.samples}: the oracle kept no pair out of {len(samples)} prompts")
+    counts = cut_counts(samples)
     stats = {"judge": cfg.judge.kind, "pairing": pairing, "prompts": len(samples), "pairs": len(pairs),
              "dropped": len(samples) - len(pairs), "oracle_calls": judge.n_calls,
              # how the answers ended (inpo.sampling) and what that did to the pairs
              "responses": sum(len(r["responses"]) for r in samples),
-             "responses_cut": sum(reason == "length" for r in samples for reason in r["finish_reasons"]),
-             "prompts_truncated": sum(r["prompt_truncated"] for r in samples),
+             "responses_cut": counts["answers_cut"], "prompts_truncated": counts["prompts_truncated"],
              "mask_truncated_completions": cfg.mask_truncated_completions,
              "missing_eos_penalty": cfg.missing_eos_penalty,
              "prompts_without_two_finished": without_two,

@@ -44,7 +44,7 @@ from .game import duality_gap
 from .judges import make_judge
 from .length_control import length_controlled_win_rate, raw_win_rate
 from .modeling import conversation
-from .records import PROMPT, SAMPLE, read_jsonl, write_json, write_jsonl
+from .records import PROMPT, SAMPLE, cut_counts, read_jsonl, write_json, write_jsonl
 from .sampling import make_sampler
 from .task import describe_distribution
 
@@ -116,12 +116,6 @@ def benchmark_file(path: str, benchmark: str) -> str:
                                 f"`python -m inpo.benchmarks.download {benchmark} {Path(path).parent}` "
                                 f"(or point eval.* at your copy)")
     return path
-
-
-def cut_counts(generated: list[dict]) -> dict:
-    """How many answers hit the length limit and how many prompts were cut, for a metrics file."""
-    return {"answers_cut": sum(reason == "length" for g in generated for reason in g["finish_reasons"]),
-            "prompts_truncated": sum(g["prompt_truncated"] for g in generated)}
 
 
 def benchmark_answers(cfg: DictConfig, prompts: list[str]) -> tuple[list[str], dict]:

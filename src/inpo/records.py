@@ -104,6 +104,15 @@ def sample_problem(record: dict) -> str | None:
     return None
 
 
+def cut_counts(samples: Iterable[Mapping]) -> dict[str, int]:
+    """Of sample records (or the samplers' answer fields): ``answers_cut``, the answers cut at the
+    length limit (finish reason ``length``), and ``prompts_truncated``, the prompts cut to
+    max_prompt_length."""
+    samples = list(samples)
+    return {"answers_cut": sum(reason == "length" for s in samples for reason in s["finish_reasons"]),
+            "prompts_truncated": sum(s["prompt_truncated"] for s in samples)}
+
+
 def _decode(data: bytes, path: Path, first_line: int = 1) -> str:
     """``data`` (from line ``first_line`` of ``path`` on) as UTF-8; a bad byte is a RecordError
     naming its line and its column in bytes."""

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
 from .modeling import conversation
-from .records import PROMPT, read_jsonl, write_jsonl
+from .records import PROMPT, cut_counts, read_jsonl, write_jsonl
 from .sampling import make_sampler
 from .shards import shard_bounds
 
@@ -31,9 +31,9 @@ def run(cfg: DictConfig) -> list[dict]:
                                desc=f"sample {cfg.shard + 1}/{cfg.n_shards}" if cfg.n_shards > 1 else "sample")
     records = [{**p, **a} for p, a in zip(prompts, answers)]
     write_jsonl(cfg.output, records)
-    cut = sum(reason == "length" for r in records for reason in r["finish_reasons"])
+    counts = cut_counts(records)
     log.info("%d prompts, %d answers; %d answers cut at the length limit, %d prompts cut to max_prompt_length",
-             len(records), len(records) * cfg.n_samples, cut, sum(r["prompt_truncated"] for r in records))
+             len(records), len(records) * cfg.n_samples, counts["answers_cut"], counts["prompts_truncated"])
     return records
 
 

@@ -66,16 +66,19 @@ def answers_record(completions: Sequence[tuple[str, str, str | None]], prompt_tr
             "stop_tokens": [c[2] for c in completions], "prompt_truncated": prompt_truncated}
 
 
-def new_token_limits(prompt_lengths: Sequence[int], max_new_tokens: int, max_length: int | None) -> list[int]:
-    """Per prompt, how many tokens its answer may have: ``max_new_tokens``, and no more than
-    ``max_length`` minus the prompt's length (a total cap, as vLLM's ``max_model_len`` in the
-    authors' sampling). Raises ValueError when a prompt leaves no room for an answer."""
-    limits = [max_new_tokens if max_length is None else min(max_new_tokens, max_length - n) for n in prompt_lengths]
+def encode_prompts(tokenizer, prompts: Sequence[Prompt], max_prompt_length: int | None, max_new_tokens: int,
+                   max_length: int | None) -> tuple[list[tuple[list[int], bool]], list[int]]:
+    """Each prompt's ``encode_prompt`` (ids, cut or not), and how many tokens its answer may have:
+    ``max_new_tokens``, and no more than ``max_length`` minus the prompt's length (a total cap, as
+    vLLM's ``max_model_len`` in the authors' sampling). Raises ValueError when a prompt leaves no
+    room for an answer."""
+    encoded = [encode_prompt(tokenizer, p, max_prompt_length) for p in prompts]
+    limits = [max_new_tokens if max_length is None else min(max_new_tokens, max_length - len(ids)) for ids, _ in encoded]
     short = next((i for i, limit in enumerate(limits) if limit < 1), None)
     if short is not None:
-        raise ValueError(f"prompt {short} has {prompt_lengths[short]} tokens, which leaves no room for an answer within "
+        raise ValueError(f"prompt {short} has {len(encoded[short][0])} tokens, which leaves no room for an answer within "
                          f"sampler.max_length={max_length}; set sampler.max_prompt_length below it")
-    return limits
+    return encoded, limits
 
 
 class HFSampler:
@@ -106,8 +109,8 @@ class HFSampler:
         check_n(self.temperature, n)
         torch.manual_seed(seed + offset)
         per_batch = max(1, self.batch_size // n)
-        encoded = [encode_prompt(self.tokenizer, p, self.max_prompt_length) for p in prompts]
-        limits = new_token_limits([len(ids) for ids, _ in encoded], self.max_new_tokens, self.max_length)
+        encoded, limits = encode_prompts(self.tokenizer, prompts, self.max_prompt_length, self.max_new_tokens,
+                                         self.max_length)
         out: list[dict] = []
         greedy = self.temperature == 0
         for start in tqdm(range(0, len(prompts), per_batch), desc=desc, unit="batch"):
@@ -161,8 +164,8 @@ class VLLMSampler:
     def generate(self, prompts: Sequence[Prompt], n: int, *, seed: int, desc: str = "sample", offset: int = 0) -> list[dict]:
         """As ``HFSampler.generate``; ``offset`` is the index of ``prompts[0]`` in the whole prompt set."""
         check_n(self.temperature, n)
-        encoded = [encode_prompt(self.tokenizer, p, self.max_prompt_length) for p in prompts]
-        limits = new_token_limits([len(ids) for ids, _ in encoded], self.max_new_tokens, self.max_length)
+        encoded, limits = encode_prompts(self.tokenizer, prompts, self.max_prompt_length, self.max_new_tokens,
+                                         self.max_length)
         requests = [{"prompt_token_ids": ids} for ids, _ in encoded]
         # stop_token_ids: vLLM stops at them besides the tokenizer's EOS and keeps them in token_ids
         params = [self.vllm.SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p, max_tokens=limit,

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
 from .logprobs import pad_sequences, sequence_logps
-from .modeling import build_llama, build_word_tokenizer, encode
+from .modeling import build_llama, build_word_tokenizer, encode, end_of_turn_token
 from .records import write_json
 from .task import VOCABULARY, TaskConfig, make_demonstration, make_prompts
 from .optim import OptimSettings
@@ -53,7 +53,8 @@ def run(cfg: DictConfig) -> dict:
     rng = np.random.default_rng(seed)
     demos = [make_demonstration(p["items"], rng, task.p_correct, task.style_probs, task.verbosity_probs) for p in prompts]
     collate, loss_fn = sft_loss(tokenizer.pad_token_id)
-    examples = [encode(tokenizer, p["prompt"], demo) for p, demo in zip(prompts, demos)]  # finished answers
+    end_of_turn = end_of_turn_token(tokenizer)  # demonstrations are finished answers
+    examples = [encode(tokenizer, p["prompt"], demo, stop_token=end_of_turn) for p, demo in zip(prompts, demos)]
 
     accelerator = make_accelerator(settings, cfg.work_dir, "sft", report_to=cfg.report_to, tracked=tracked_settings(
         cfg, ["output", "work_dir", "seed", "n_demonstrations", "task", "model", "optim"]))
