@@ -1,12 +1,16 @@
 """A small client for an OpenAI-compatible ``/chat/completions`` endpoint (standard library only).
 
 ``ChatClient.complete_many`` sends request bodies concurrently and returns the parsed responses
-in input order. Transient failures (HTTP 408, 429, 5xx, timeouts, dropped connections) are retried
-with capped, jittered exponential backoff; the n-th retry waits
+in input order. Transient failures (HTTP 408, 429, 5xx, timeouts, dropped connections, and an HTTP
+200 whose body is not a chat completion, e.g. the ``{"error": ...}`` some proxies send for an
+overloaded upstream) are retried with capped, jittered exponential backoff; the n-th retry waits
 
     Retry-After (when the server sends it)   else   min(max_backoff_s, initial_backoff_s 2^(n-1)) u,  u ~ U(1/2, 1).
 
-Any other HTTP error fails at once, naming the URL, the status and the server's message.
+A request the server rejects on its own merits (HTTP 400, e.g. a content filter) comes back as a
+``RequestRejected`` in that request's place, so the judge records that one item as missing; any
+other HTTP error (401, 403, 404, ...) fails the batch at once, naming the URL, the status and the
+server's message.
 
 The API key is read from the environment variable ``api_key_env`` when requests are sent and
 lives only in the request headers: never in the client, the cache, ``repr`` or an error.
@@ -16,10 +20,14 @@ Cache: key = sha256 of the canonical JSON of {model, body}. The base URL, the ke
 transport settings are left out, since they do not change the answer (the same model behind
 another proxy hits the cache); everything in the body is in, since it does. Answers are also
 kept for sampled requests (temperature > 0): a rerun reproduces them instead of resampling.
-Identical requests in one batch are sent once. Without ``cache_path`` answers live in memory for
-the client's life; with it every answer is appended to a JSONL file (one line, flushed at once), so an
-interrupted run resumes without paying twice; text after the file's last newline is a write
-torn by a kill and is dropped. One process per cache file at a time.
+Only usable answers are kept: a chat completion for which the caller's ``usable`` predicate holds
+(for a judge: the reply gave a verdict), so a rerun asks again for a refusal, an unparsable reply
+or a rejected request instead of replaying it. Identical requests in one batch are sent once.
+Without ``cache_path`` answers live in memory for the client's life; with it every answer is
+appended to a JSONL file (one ASCII line, non-ASCII text as JSON escapes, so any string a JSON
+reply can hold reads back; flushed at once), so an interrupted run resumes without paying twice;
+text after the file's last newline is a write torn by a kill and is dropped. One process per
+cache file at a time.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -44,6 +52,10 @@ MAX_ERROR_CHARS = 500  # of the server's error text quoted in an exception
 
 class ApiError(RuntimeError):
     """A request that cannot be answered; the message names the URL, status or setting."""
+
+
+class RequestRejected(ApiError):
+    """The server refused this one request (HTTP 400); returned in its place by ``complete_many``."""
 
 
 class _Transient(Exception):
@@ -56,8 +68,8 @@ class _Transient(Exception):
 
 def request_key(model: str, body: dict) -> str:
     """sha256 of the canonical JSON (sorted keys, no spaces) of {"model": model, "body": body}."""
-    canonical = json.dumps({"model": model, "body": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    canonical = json.dumps({"model": model, "body": body}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def backoff_delay(retry: int, initial_s: float, max_s: float) -> float:
@@ -74,6 +86,12 @@ def _server_message(raw: bytes) -> str:
     except (ValueError, AttributeError):
         pass
     return text[:MAX_ERROR_CHARS]
+
+
+def is_chat_completion(response) -> bool:
+    """Whether a parsed reply is a chat completion: a JSON object with a non-empty ``choices`` list of objects."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    return isinstance(choices, list) and bool(choices) and all(isinstance(c, dict) for c in choices)
 
 
 def _retry_after(headers) -> float | None:
@@ -116,7 +134,8 @@ class ResponseCache:
         return self.answers[key]
 
     def add(self, key: str, response: dict) -> None:
-        line = json.dumps({"key": key, "response": response}, ensure_ascii=False) + "\n"
+        # ASCII with escapes: a lone surrogate or U+2028 in a reply would not survive a UTF-8 line
+        line = json.dumps({"key": key, "response": response}) + "\n"
         with self._lock:
             self.answers[key] = response
             if self.path is not None:
@@ -146,6 +165,7 @@ class ChatClient:
         self.cache = ResponseCache(cache_path)
         self.n_requests = 0  # HTTP requests sent, retries included
         self.n_cached = 0  # answers served from the cache
+        self.n_rejected = 0  # requests the server refused (HTTP 400), returned as RequestRejected
         self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -176,14 +196,19 @@ class ChatClient:
                 message = message.replace(headers["Authorization"].removeprefix("Bearer "), "<api key>")
             if err.code in (408, 429) or err.code >= 500:  # request timeout, rate limit, server trouble
                 raise _Transient(message, _retry_after(err.headers)) from None
+            if err.code == 400:  # this request's own fault (content filter, too long): the others may pass
+                raise RequestRejected(f"POST {self.url} rejected the request with {message}") from None
             raise ApiError(f"POST {self.url} failed with {message}") from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:  # timeouts, refused, reset
             cause = err.reason if isinstance(getattr(err, "reason", None), BaseException) else err
             raise _Transient(f"{type(cause).__name__}: {cause}") from None
         try:
-            return json.loads(raw)
+            response = json.loads(raw)
         except ValueError:
             raise ApiError(f"POST {self.url} answered with non-JSON: {raw[:MAX_ERROR_CHARS]!r}") from None
+        if not is_chat_completion(response):  # an error object sent with HTTP 200: retried, never cached
+            raise _Transient(f"HTTP 200 without choices: {_server_message(raw)}")
+        return response
 
     def _post(self, body: dict, headers: dict[str, str]) -> dict:
         """POST one body, retrying transient failures up to ``max_retries`` times."""
@@ -200,25 +225,41 @@ class ChatClient:
         raise ApiError(f"POST {self.url} gave up after {self.max_retries + 1} attempts (max_retries="
                        f"{self.max_retries}); last error: {last}")
 
-    def _answer(self, key: str, body: dict, headers: dict[str, str]) -> None:
-        self.cache.add(key, self._post(body, headers))
+    def _answer(self, key: str, body: dict, headers: dict[str, str], usable: Callable[[dict], bool],
+                answers: dict[str, dict | RequestRejected]) -> None:
+        try:
+            response = self._post(body, headers)
+        except RequestRejected as rejected:
+            with self._count_lock:
+                self.n_rejected += 1
+            answers[key] = rejected
+            return
+        answers[key] = response
+        if usable(response):
+            self.cache.add(key, response)
 
-    def complete_many(self, requests: Sequence[dict], desc: str = "judge") -> list[dict]:
-        """The parsed response to each request body (a chat-completions body without ``model``), in order.
+    def complete_many(self, requests: Sequence[dict], desc: str = "judge",
+                      usable: Callable[[dict], bool] = lambda response: True) -> list[dict | RequestRejected]:
+        """The parsed response to each request body (a chat-completions body without ``model``), in
+        order, or a ``RequestRejected`` where the server refused that request (HTTP 400).
 
-        Cached requests are not sent, identical requests are sent once; the first failure (or
-        Ctrl-C) cancels the requests not yet started and is raised once the running ones are done
-        (and cached).
+        Cached requests are not sent, identical requests are sent once; only responses for which
+        ``usable(response)`` holds are cached. The first other failure (or Ctrl-C) cancels the
+        requests not yet started and is raised once the running ones are done (and cached).
         """
         keys = [request_key(self.model, body) for body in requests]
-        pending = {key: body for key, body in zip(keys, requests) if key not in self.cache}
-        self.n_cached += sum(key in self.cache for key in keys)
+        # a cached reply is used only if usable now: a cache written before (an error body, a refusal) is asked again
+        answers: dict[str, dict | RequestRejected] = {
+            key: self.cache[key] for key in keys if key in self.cache and is_chat_completion(self.cache[key]) and usable(self.cache[key])}
+        pending = {key: body for key, body in zip(keys, requests) if key not in answers}
+        self.n_cached += sum(key in answers for key in keys)
         if pending:
             headers = self._headers()
             with tqdm(total=len(pending), desc=desc) as bar:
                 pool = ThreadPoolExecutor(self.max_concurrency)
                 try:
-                    futures = [pool.submit(self._answer, key, body, headers) for key, body in pending.items()]
+                    futures = [pool.submit(self._answer, key, body, headers, usable, answers)
+                               for key, body in pending.items()]
                     for future in futures:
                         future.add_done_callback(lambda f: f.cancelled() or bar.update())
                     wait(futures, return_when=FIRST_EXCEPTION)
@@ -227,4 +268,4 @@ class ChatClient:
             errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
             if errors:
                 raise errors[0]
-        return [self.cache[key] for key in keys]
+        return [answers[key] for key in keys]
