@@ -1,8 +1,11 @@
 """A local OpenAI-compatible server for tests: real HTTP, answering from the request content.
 
-AlpacaEval-style requests get label log-probs from ``alpaca_logprobs`` (the longer output is
-preferred), Arena-Hard-style requests get a verdict from ``arena_verdict``, anything else an
-echo of the last message. ``server.state`` scripts failures and records every request.
+Requests in AlpacaEval's official annotator format get label log-probs from ``alpaca_logprobs``
+(the longer output is preferred), requests in Arena-Hard's official judge format get a verdict from
+``arena_verdict``, MT-Bench's single-answer grading requests a rating from ``mt_bench_rating``,
+anything else an echo of the last message. Markers in the text script the judges' odd replies
+(see ``alpaca_reply``, ``arena_reply``, ``mt_bench_reply``). ``server.state`` scripts failures
+and records every request.
 """
 
 from __future__ import annotations
@@ -38,24 +41,57 @@ def arena_verdict(answer_a: str, answer_b: str) -> str:
     return f"{better}>>{worse}" if abs(gap) > 10 else f"{better}>{worse}"
 
 
+ALPACA_OUTPUT = re.compile(r'"model_identifier": "[mM]",\s*"output": """(.*?)"""\n', re.S)
+
+
 def alpaca_reply(user: str) -> dict:
-    out_1, out_2 = re.findall(r'<output model="[mM]">\n(.*?)\n</output>', user, re.S)
+    """Label log-probs for the two outputs; markers: ONLY_M (one label in the top log-probs),
+    REFUSE (no label: a refusal), SAMPLED_M (M sampled, no label among the top log-probs)."""
+    out_1, out_2 = ALPACA_OUTPUT.findall(user)
     l_m, l_big_m = alpaca_logprobs(out_1, out_2)
     top = [{"token": "The", "logprob": -0.01}, {"token": "m", "logprob": l_m}, {"token": "M", "logprob": l_big_m}]
     content = "M" if l_big_m > l_m else "m"
-    if "ONLY_M" in user:  # one label in the top log-probs
+    if "ONLY_M" in user:
         top = top[:1] + top[2:]
-    if "SAMPLED_M" in user or "SAMPLED_OTHER" in user:  # no label among the top log-probs
-        top, content = top[:1], "M" if "SAMPLED_M" in user else "Both"
+    if "REFUSE" in user or "SAMPLED_M" in user:
+        top, content = [{"token": "I", "logprob": -0.01}, {"token": "Sorry", "logprob": -5.0}], "M" if "SAMPLED_M" in user else "I"
     return {"message": {"role": "assistant", "content": content},
             "logprobs": {"content": [{"token": content, "logprob": -0.01, "top_logprobs": top}]}}
 
 
-def arena_reply(user: str) -> dict:
-    answer_a = re.search(r"\[Start of assistant A's answer\]\n(.*?)\n\[End of", user, re.S).group(1)
-    answer_b = re.search(r"\[Start of assistant B's answer\]\n(.*?)\n\[End of", user, re.S).group(1)
-    verdict = "" if "NO_VERDICT" in user else f"My final verdict: [[{arena_verdict(answer_a, answer_b)}]]"
+def arena_reply(messages: list[dict]) -> dict:
+    """A judgment ending with the verdict of ``arena_verdict``; NO_VERDICT in the question: none on
+    the first attempt (given when asked to continue), NEVER_VERDICT: none ever, TWO_VERDICTS: two
+    different labels."""
+    user = next(m["content"] for m in messages if m["role"] == "user")
+    answer_a, answer_b = (user.split(f"<|The Start of Assistant {x}'s Answer|>\n", 1)[1]
+                          .split(f"\n<|The End of Assistant {x}'s Answer|>", 1)[0] for x in "AB")
+    verdict = f"My final verdict is: [[{arena_verdict(answer_a, answer_b)}]]"
+    continued = messages[-1]["role"] == "user" and messages[-1]["content"] != user
+    if "NEVER_VERDICT" in user or ("NO_VERDICT" in user and not continued):
+        verdict = "I need to think more."
+    if "TWO_VERDICTS" in user:
+        verdict = "Maybe [[A>B]], or rather [[B>A]]."
     return {"message": {"role": "assistant", "content": f"My own answer: 42.\nBoth are fine.\n{verdict}"}}
+
+
+def mt_bench_rating(answer: str) -> int:
+    """The rating the server gives an MT-Bench answer: 1 + its length mod 10."""
+    return 1 + len(answer) % 10
+
+
+def mt_bench_reply(messages: list[dict]) -> dict:
+    """MT-Bench single-answer grading: "Rating: [[N]]" for the graded answer (single-v1's, or the
+    last assistant turn of the multi-turn prompts), N = ``mt_bench_rating``. Markers in the request:
+    NO_RATING, a reply without a rating; BACKUP_RATING, "Rating: [N]"."""
+    user, text = messages[-1]["content"], "".join(m["content"] for m in messages)
+    if "[The Start of Assistant's Answer]" in user:
+        answer = user.split("[The Start of Assistant's Answer]\n", 1)[1].rsplit("\n[The End of Assistant's Answer]", 1)[0]
+    else:
+        answer = user.rsplit("### Assistant A:\n", 1)[1].split("\n\n<|The End of Assistant A's Conversation", 1)[0]
+    rating = f"[{mt_bench_rating(answer)}]" if "BACKUP_RATING" in text else f"[[{mt_bench_rating(answer)}]]"
+    content = "I cannot judge this." if "NO_RATING" in text else f"The answer is short.\n\nRating: {rating}"
+    return {"message": {"role": "assistant", "content": content}}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -86,17 +122,22 @@ class Handler(BaseHTTPRequestHandler):
         user = body["messages"][-1]["content"]
         if failure is None and state["fail_if"] in user:
             failure = (500, "permanently down", {})
+        if failure is None and "REJECT_ME" in json.dumps(body["messages"]):
+            failure = (400, "This prompt was rejected by the content filter", {})
         if failure is not None:
             status, message, headers = failure
             return self.send(status, {"error": {"message": message}}, headers)
-        if "<output model=" in user:
+        if '"model_identifier": "M"' in user:
             choice = alpaca_reply(user)
-        elif "[Start of assistant A's answer]" in user:
-            choice = arena_reply(user)
+        elif any("<|The Start of Assistant A's Answer|>" in m["content"] for m in body["messages"]):
+            choice = arena_reply(body["messages"])
+        elif any("[[rating]]" in m["content"] for m in body["messages"]):  # MT-Bench's single-answer grading
+            choice = mt_bench_reply(body["messages"])
         else:
             choice = {"message": {"role": "assistant", "content": f"echo: {user}"}}
-        self.send(200, {"id": "cmpl", "object": "chat.completion", "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop", **choice}]})
+        self.send(200, {"id": "cmpl", "object": "chat.completion", "created": 0, "model": body["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop", **choice}],
+                        "usage": {"prompt_tokens": len(user) // 4, "completion_tokens": 1, "total_tokens": len(user) // 4 + 1}})
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ the real client, no mocks."""
 from __future__ import annotations
 
 import json
+import math
 import socket
 import time
 from pathlib import Path
@@ -12,11 +13,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from inpo.judges import make_judge
-from inpo.judges.api import AlpacaEvalJudge, ArenaHardJudge
-from inpo.judges.api_client import ApiError, ChatClient, request_key
+from inpo.judges.alpaca_eval import AlpacaEvalJudge
+from inpo.judges.api_client import ApiError, ChatClient, RequestRejected, request_key
+from inpo.judges.arena_hard import ArenaHardJudge
 from openai_server import SECRET, expected_p2
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "judge"
+JUDGE_CONFIG = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "arena-hard-v0.1" / "judge_config.yaml"
+needs_judge_config = pytest.mark.skipif(not JUDGE_CONFIG.is_file(), reason=f"no {JUDGE_CONFIG}")
 FAST = {"initial_backoff_s": 0.001, "max_backoff_s": 0.002}  # retries without waiting in tests
 
 
@@ -46,45 +50,69 @@ def test_alpaca_preference_is_the_servers_label_softmax_in_both_orders(server):
     assert p_short_first > 0.5 > p_long_first  # the longer output wins from either position
     assert raw["choices"][0]["message"]["content"] == "M"
 
-    sent = server.state["requests"]
-    [first] = [r for r in sent if '<output model="m">\n42\n' in r["body"]["messages"][-1]["content"]]  # any order
-    assert f'<output model="M">\n{LONG}\n</output>' in first["body"]["messages"][-1]["content"]
-    assert first["path"] == "/v1/chat/completions"
-    assert {k: first["body"][k] for k in ("model", "max_tokens", "temperature", "logprobs", "top_logprobs")} == {
-        "model": "judge-model", "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 5}
-
     p = judge.compare({**RECORD, "prompt": "Q?"}, LONG, SHORT)
     assert p == pytest.approx(0.5 * ((1 - expected_p2(LONG, SHORT)) + expected_p2(SHORT, LONG)), abs=1e-9)
     assert judge.n_calls == 4 and judge.n_cached == 2 and judge.n_requests == 2
 
 
-@pytest.mark.parametrize("marker, p2", [("ONLY_M", 1.0), ("SAMPLED_M", 1.0), ("SAMPLED_OTHER", 0.5)])
-def test_alpaca_falls_back_to_one_label_then_the_sampled_token(server, marker, p2):
+def test_alpaca_refusal_is_no_verdict_not_a_draw_and_is_not_cached(server, tmp_path):
+    """alpaca-eval's logprob_parser gives NaN when neither label is among the top log-probs
+    (../shared/cases/alpaca-refusal-counted-as-draw); a sampled label alone does not count either."""
+    judge = AlpacaEvalJudge(client(server, cache_path=tmp_path / "cache.jsonl"))
+    [(refused, _), (sampled, _), (one_label, _)] = judge.preference_many(
+        [("Q REFUSE", LONG, SHORT), ("Q SAMPLED_M", LONG, SHORT), ("Q ONLY_M", LONG, SHORT)])
+    assert math.isnan(refused) and math.isnan(sampled)
+    assert one_label == 1.0  # a missing label has probability 0, as the package's parser says
+    assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 1  # only the reply with a verdict
+    with pytest.raises(ApiError, match="no verdict in either order for prompt 'p0'"):
+        judge.compare({**RECORD, "prompt": "Q REFUSE"}, LONG, SHORT)
+
+
+def test_alpaca_identical_outputs_are_a_draw_without_a_request(server):
     judge = AlpacaEvalJudge(client(server))
-    [(p, _)] = judge.preference_many([(f"Q {marker}", LONG, SHORT)])  # the logprobs alone would say p2 < 0.5
-    assert p == p2
+    assert judge.preference_many([("Q?", SHORT, SHORT)]) == [(0.5, None)]
+    assert server.state["requests"] == []
 
 
 # --- Arena-Hard ---------------------------------------------------------------------------------
 
+@needs_judge_config
 def test_arena_hard_games_swap_positions_and_parse_verdicts(server):
-    judge = ArenaHardJudge(client(server))
+    judge = ArenaHardJudge(client(server), judge_config=str(JUDGE_CONFIG))
     [game_1, game_2] = judge.games_many([("Q?", SHORT, LONG)])[0]
-    assert "[Start of assistant A's answer]\n42\n[End of assistant A's answer]" in game_1["prompt"]
-    assert f"[Start of assistant A's answer]\n{LONG}\n[End" in game_2["prompt"]
-    assert game_1["prompt"].startswith("[User prompt]\nQ?\n")
+    assert "<|The Start of Assistant A's Answer|>\n42\n<|The End of Assistant A's Answer|>" in game_1["prompt"]
+    assert f"<|The Start of Assistant A's Answer|>\n{LONG}\n<|The End" in game_2["prompt"]
+    assert game_1["prompt"].startswith("<|User Prompt|>\nQ?\n")
     assert (game_1["score"], game_2["score"]) == ("B>>A", "A>>B")
-    assert game_1["judgment"].endswith("[[B>>A]]")
-
-    sent = [r["body"] for r in server.state["requests"]]
-    [body] = [b for b in sent if b["messages"][1]["content"] == game_1["prompt"]]  # sent concurrently: any order
-    assert (body["temperature"], body["max_tokens"], body["messages"][0]["role"]) == (0, 4096, "system")
+    assert game_1["judgment"].startswith("\n") and game_1["judgment"].endswith("[[B>>A]]")  # as gen_judgment joins it
 
     # P(answer wins) from A's side of each verdict, averaged: both games say the longer answer is much better
     assert judge.compare_many([(RECORD, LONG, SHORT), (RECORD, SHORT, LONG), (RECORD, "abc", "abd")]) == [1.0, 0.0, 0.5]
     assert judge.compare(RECORD, "abcd", "abc") == 0.75
-    assert judge.compare(RECORD, "NO_VERDICT long answer", SHORT) == 0.5
-    assert judge.n_calls == 2 + 6 + 2 + 2
+    assert judge.n_calls == 2 + 6 + 2
+
+
+@needs_judge_config
+def test_arena_hard_asks_again_when_a_judgment_has_no_verdict(server, tmp_path):
+    """number_of_judgment_attempts: 2: the reply and "continue your judgment ..." are appended and
+    the judge asked once more; a judgment that never gives a verdict scores None and is not cached."""
+    judge = ArenaHardJudge(client(server, cache_path=tmp_path / "cache.jsonl"), judge_config=str(JUDGE_CONFIG))
+    [[late_1, _], [never_1, never_2], [two_1, _]] = judge.games_many(
+        [("NO_VERDICT Q?", SHORT, LONG), ("NEVER_VERDICT Q?", SHORT, LONG), ("TWO_VERDICTS Q?", SHORT, LONG)])
+    assert late_1["score"] == "B>>A" and late_1["judgment"].count("My own answer") == 2
+    assert never_1["score"] is None and never_2["score"] is None
+    assert two_1["score"] is None and two_1["judgment"].count("My own answer") == 1  # several labels: no retry
+    asked = [r["body"]["messages"] for r in server.state["requests"]]
+    assert len(asked) == 4 + 4 + 2  # both games of the NO_VERDICT and NEVER_VERDICT questions asked twice
+    [retry] = [m for m in asked if len(m) == 4 and "NO_VERDICT" in m[1]["content"] and "<|The Start of Assistant A's Answer|>\n42" in m[1]["content"]]
+    assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
+    assert retry[3]["content"] == "continue your judgment and finish by outputting a final verdict label"
+    assert retry[2]["content"] == "My own answer: 42.\nBoth are fine.\nI need to think more."  # the first reply
+    cached = [json.loads(line)["response"]["choices"][0]["message"]["content"]
+              for line in (tmp_path / "cache.jsonl").read_text().splitlines()]
+    assert len(cached) == 2 and all("[[B>>A]]" in c or "[[A>>B]]" in c for c in cached)  # the two retries
+    with pytest.raises(ApiError, match="no verdict in either game"):
+        judge.compare({**RECORD, "prompt": "NEVER_VERDICT"}, LONG, SHORT)
 
 
 # --- retries and errors -------------------------------------------------------------------------
@@ -107,11 +135,68 @@ def test_backoff_retries_without_retry_after(server):
 
 
 def test_client_error_fails_at_once_with_the_servers_message(server):
-    server.state["fail_next"] = [(400, "messages must be a list", {})]
+    server.state["fail_next"] = [(404, "The model `judge-model` does not exist", {})]
     c = client(server, max_retries=5)
-    with pytest.raises(ApiError, match=r"/v1/chat/completions failed with HTTP 400: messages must be a list"):
+    with pytest.raises(ApiError, match=r"/v1/chat/completions failed with HTTP 404: The model `judge-model` does not"):
         c.complete_many(echo_requests(1))
     assert c.n_requests == 1
+
+
+def test_a_rejected_request_is_returned_in_its_place_and_never_cached(server, tmp_path):
+    """HTTP 400 is that request's fault (e.g. a content filter): the others are answered."""
+    c = client(server, max_retries=5, cache_path=tmp_path / "cache.jsonl")
+    requests = echo_requests(2) + [{"messages": [{"role": "user", "content": "REJECT_ME"}]}]
+    first, second, rejected = c.complete_many(requests)
+    assert contents([first, second]) == ["echo: q0", "echo: q1"]
+    assert isinstance(rejected, RequestRejected) and "HTTP 400: This prompt was rejected by the content filter" in str(rejected)
+    assert c.n_requests == 3 and c.n_rejected == 1  # not retried
+    assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_error_body_with_http_200_is_retried_and_never_cached(server, tmp_path):
+    """../shared/cases/api-cache-keeps-error-reply: a proxy's {"error": ...} sent with HTTP 200."""
+    server.state["fail_next"] = [(200, "upstream overloaded, try again", {})]
+    cache = tmp_path / "cache.jsonl"
+    assert contents(client(server, cache_path=cache).complete_many(echo_requests(1))) == ["echo: q0"]
+    assert len(server.state["requests"]) == 2
+    assert [json.loads(line)["response"]["choices"][0]["message"]["content"] for line in cache.read_text().splitlines()] == ["echo: q0"]
+
+    server.state["fail_next"] = [(200, "still overloaded", {})] * 3
+    with pytest.raises(ApiError, match="gave up after 3 attempts .*HTTP 200 without choices: still overloaded"):
+        client(server, cache_path=cache, max_retries=2).complete_many(echo_requests(1, tag="new"))
+    assert len(cache.read_text().splitlines()) == 1
+
+
+def test_an_unusable_reply_in_an_old_cache_is_asked_again(server, tmp_path):
+    """A cache written by an earlier version (an error body stored under the request's key) is not replayed."""
+    cache = tmp_path / "cache.jsonl"
+    [body] = echo_requests(1)
+    error = {"error": {"message": "upstream overloaded, try again", "code": 503}}
+    cache.write_text(json.dumps({"key": request_key("judge-model", body), "response": error}) + "\n")
+    c = client(server, cache_path=cache)
+    assert contents(c.complete_many([body])) == ["echo: q0"] and c.n_requests == 1 and c.n_cached == 0
+
+
+def test_an_unusable_reply_is_returned_but_not_cached(server, tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    c = client(server, cache_path=cache)
+    replies = c.complete_many(echo_requests(3), usable=lambda reply: reply["choices"][0]["message"]["content"] != "echo: q1")
+    assert contents(replies) == ["echo: q0", "echo: q1", "echo: q2"]
+    rerun = client(server, cache_path=cache)
+    assert contents(rerun.complete_many(echo_requests(3))) == ["echo: q0", "echo: q1", "echo: q2"]
+    assert rerun.n_cached == 2 and rerun.n_requests == 1  # only the unusable one is asked again
+
+
+def test_the_cache_reads_back_any_text_a_json_reply_can_hold(server, tmp_path):
+    """Line separators, NEL, a lone surrogate, astral characters: one ASCII line each, read back equal."""
+    text = "a\u2028b\u2029c\x85d\ud800e\U0001F600f\r\ng\x00h"
+    cache = tmp_path / "cache.jsonl"
+    c = client(server, cache_path=cache)
+    [reply] = c.complete_many([{"messages": [{"role": "user", "content": text}]}])
+    assert reply["choices"][0]["message"]["content"] == f"echo: {text}"
+    assert cache.read_bytes().isascii() and len(cache.read_bytes().splitlines()) == 1
+    rerun = client(server, cache_path=cache)
+    assert rerun.complete_many([{"messages": [{"role": "user", "content": text}]}]) == [reply] and rerun.n_requests == 0
 
 
 def test_exhausted_retries_give_a_clear_error(server):
@@ -233,15 +318,18 @@ def test_missing_key_variable_is_named_and_null_sends_no_header(server, monkeypa
 # --- configs ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, cls", [("alpaca_eval_gpt4_turbo", AlpacaEvalJudge),
-                                       ("arena_hard_gpt4_turbo", ArenaHardJudge)])
+                                       pytest.param("arena_hard_gpt4_turbo", ArenaHardJudge, marks=needs_judge_config)])
 def test_make_judge_builds_the_configured_judges(server, tmp_path, name, cls):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     cfg.base_url, cfg.api_key_env, cfg.cache = server.base_url, "INPO_TEST_KEY", str(tmp_path / "cache.jsonl")
+    if "judge_config" in cfg:
+        cfg.judge_config = str(JUDGE_CONFIG)
     judge = make_judge(**OmegaConf.to_container(cfg, resolve=True))
-    assert type(judge) is cls and judge.client.model == "gpt-4-1106-preview"
+    assert type(judge) is cls and judge.client.model == "gpt-4-1106-preview"  # model: null -> the official judge
     assert judge.compare(RECORD, LONG, SHORT) > 0.5
     assert {r["body"]["model"] for r in server.state["requests"]} == {"gpt-4-1106-preview"}
     assert (tmp_path / "cache.jsonl").exists()
+    assert make_judge(**{**OmegaConf.to_container(cfg), "model": "my-proxy-name"}).client.model == "my-proxy-name"
 
     options = OmegaConf.to_container(cfg)
     with pytest.raises(ValueError, match=rf"judge {cls.__name__} takes options .*got unknown \['temprature'\]"):
@@ -254,7 +342,9 @@ def test_make_judge_builds_the_configured_judges(server, tmp_path, name, cls):
 
 
 def test_judge_specific_options_belong_to_their_judge():
-    with pytest.raises(ValueError, match=r"got unknown \['max_tokens'\]"):
-        make_judge("alpaca_eval_api", base_url="http://localhost/v1", model="m", max_tokens=10)
-    with pytest.raises(ValueError, match="option top_logprobs must be an integer from 1 to 20, got 21"):
-        make_judge("alpaca_eval_api", base_url="http://localhost/v1", model="m", top_logprobs=21)
+    with pytest.raises(ValueError, match=r"got unknown \['judge_config'\]"):
+        make_judge("alpaca_eval_api", base_url="http://localhost/v1", judge_config="x.yaml")
+    with pytest.raises(ValueError, match="alpaca-eval has no annotator 'no_such_annotator'"):
+        make_judge("alpaca_eval_api", base_url="http://localhost/v1", annotator="no_such_annotator")
+    with pytest.raises(ValueError, match="needs option 'judge_config'"):
+        make_judge("arena_hard_api", base_url="http://localhost/v1", model="m")

@@ -59,7 +59,9 @@ def test_alpaca_eval_2_end_to_end(policy, tmp_path, server):
     assert metrics["win_rate"] == pytest.approx(official["win_rate"], abs=1e-9)
     assert metrics["standard_error"] == pytest.approx(official["standard_error"], abs=1e-9)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["n_total"] == N and saved["judge_requests"] == N
+    assert saved["n_total"] == N and saved["judge_requests"] == N and saved["n_missing"] == 0
+    assert (saved["annotator"], saved["judge_model"]) == ("weighted_alpaca_eval_gpt4_turbo", "judge-model")
+    assert saved["lc_variant"] == "inpo:length_only"  # no df_gamed.csv here: the metrics say which LC it is
 
     # an interrupted evaluation resumes from the judge's cache: a rerun pays for nothing
     rerun = evaluate.run(cfg)
@@ -69,7 +71,8 @@ def test_alpaca_eval_2_end_to_end(policy, tmp_path, server):
 
 def test_arena_hard_end_to_end(policy, tmp_path, server):
     cfg = evaluate_config("arena_hard_v0.1", policy, tmp_path, server, f"eval.questions={ARENA}/question.jsonl",
-                          f"eval.baseline_answers={ARENA}/model_answer/gpt-4-0314.jsonl", "eval.bootstrap_rounds=50")
+                          f"eval.baseline_answers={ARENA}/model_answer/gpt-4-0314.jsonl", "eval.bootstrap_rounds=50",
+                          f"judge.judge_config={ARENA}/judge_config.yaml")
     metrics = evaluate.run(cfg)
     assert len(server.state["requests"]) == 2 * N  # both orders
 
@@ -91,7 +94,8 @@ def test_arena_hard_end_to_end(policy, tmp_path, server):
 
 
 def test_a_benchmark_without_its_files_says_how_to_fetch_them(policy, tmp_path, server):
-    cfg = evaluate_config("arena_hard_v0.1", policy, tmp_path, server, f"eval.questions={tmp_path}/nope/question.jsonl")
+    cfg = evaluate_config("arena_hard_v0.1", policy, tmp_path, server, f"eval.questions={tmp_path}/nope/question.jsonl",
+                          f"judge.judge_config={ARENA}/judge_config.yaml")
     with pytest.raises(FileNotFoundError, match=r"python -m inpo.benchmarks.download arena_hard_v0.1"):
         evaluate.run(cfg)
 

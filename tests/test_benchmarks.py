@@ -66,8 +66,10 @@ def test_alpaca_eval_scores_reproduce_the_leaderboard(model):
                                      [len(r["output_2"]) for r in records], [len(r["output_1"]) for r in records])
     assert result["length_controlled_winrate"] == pytest.approx(fit["length_controlled_winrate"], rel=1e-12)
     assert result["lc_standard_error"] == pytest.approx(fit["lc_standard_error"], rel=1e-12)
+    assert (result["lc_variant"], result["n_missing"]) == ("inpo:length_only", 0)  # no df_gamed.csv: not the leaderboard's LC
     # the same figures from the records in memory
     in_memory = alpaca_eval.score_annotations(records)
+    assert in_memory.pop("lc_variant") == result.pop("lc_variant")
     assert in_memory.pop("generator") == model and in_memory == pytest.approx({k: v for k, v in result.items() if k != "generator"}, rel=1e-12)
 
 
@@ -81,8 +83,9 @@ def test_alpaca_eval_scores_by_hand():
     y = [1.0, 0.0, 0.5, 0.25]
     assert result["win_rate"] == pytest.approx(43.75, abs=1e-12)
     assert result["standard_error"] == pytest.approx(100 * np.std(y, ddof=1) / 2, abs=1e-12)
-    assert (result["n_wins"], result["n_wins_base"], result["n_draws"], result["n_total"]) == (1, 2, 1, 4)
-    assert "length_controlled_winrate" not in result  # every output as long as the reference: no length term
+    assert (result["n_wins"], result["n_wins_base"], result["n_draws"], result["n_total"], result["n_missing"]) == (1, 2, 1, 4, 2)
+    # every output as long as the reference: no length term, recorded as missing with the reason
+    assert result["length_controlled_winrate"] is None and "cannot be fitted" in result["lc_missing"]
     with pytest.raises(RecordError, match=r"annotations: record 1 lacks 'output_2'"):
         alpaca_eval.score_annotations([record(2.0), {"instruction": "q", "output_1": "a", "preference": 1.0}])
     mixed = [dict(record(2.0), generator_2="a"), dict(record(1.0), generator_2="b")]
@@ -104,9 +107,11 @@ def test_annotation_rebuilds_the_official_records(tmp_path):
     assert list(rebuilt[0]) == list(records[0])  # the official field order
     alpaca_eval.write_annotations(tmp_path / "annotations.json", rebuilt)
     assert json.loads((tmp_path / "annotations.json").read_text(encoding="utf-8")) == records
-    for bad in (0, 2.5, True, "2", None):
+    for bad in (0, 2.5, True, "2"):
         with pytest.raises(ValueError, match="preference must be a number in"):
             alpaca_eval.annotation("q", "a", "b", bad, generator="m", annotator="j")
+    for missing in (None, float("nan")):  # no verdict: written as null, as AlpacaEval leaves it out
+        assert alpaca_eval.annotation("q", "a", "b", missing, generator="m", annotator="j")["preference"] is None
 
 
 @needs_alpaca

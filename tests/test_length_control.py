@@ -318,3 +318,63 @@ def test_bad_input_raw_and_penalty():
     # the penalized fit is finite even where the unpenalized one is not
     result = length_controlled_win_rate([1.0, 1.0, 1.0], [1, 2, 3], [3, 2, 1], l1_C=1.0)
     assert 50 < result["length_controlled_winrate"] < 100
+
+
+# --- the leaderboard's LC: AlpacaEval's own GLM with instruction difficulty and gamed baselines ---
+
+
+def gamed_baselines_file(path, n, rng):
+    """A df_gamed.csv as the hub's: per (gamed model, instruction index) its judgment, standardized
+    length difference, the instruction's difficulty and not_gamed_baseline = False."""
+    difficulty = rng.normal(0, 1, n)
+    rows = ["model,index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline"]
+    for model, shift in (("gpt4_gamed_verbose", -1.0), ("gpt4_gamed_concise", 1.0)):
+        delta = rng.normal(shift, 0.5, n)
+        preference = 1 / (1 + np.exp(-(0.3 - 0.8 * np.tanh(delta) + 0.5 * difficulty)))
+        rows += [f"{model},{i},{float(preference[i])!r},{float(delta[i])!r},{float(difficulty[i])!r},False" for i in range(n)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_leaderboard_lc_is_alpaca_evals_own_computation(glm_winrate, monkeypatch, tmp_path):
+    """benchmarks.alpaca_eval.score_annotations with df_gamed.csv equals the package's
+    get_length_controlled_winrate (length_controlled_v1: difficulty + gamed-baseline regularization)
+    called directly on the same annotations; a missing annotation keeps the others' instruction index."""
+    from inpo.benchmarks import alpaca_eval
+
+    rng = np.random.default_rng(7)
+    n = 60
+    gamed = gamed_baselines_file(tmp_path / "df_gamed.csv", n, rng)
+    y, model, baseline, _ = synthetic(n, seed=3)
+    records = as_records(y, model, baseline)
+
+    monkeypatch.setattr(glm_winrate, "hf_hub_download", lambda **kwargs: str(gamed))
+    import pandas as pd
+    import sklearn
+
+    def theirs(frame):
+        config = sklearn.get_config()
+        try:
+            return glm_winrate.get_length_controlled_winrate(frame, glm_name="length_controlled_v1",
+                                                             save_weights_dir=None, is_warn_extreme_changes=False)
+        finally:
+            sklearn.set_config(**config)
+
+    ours = alpaca_eval.score_annotations(records, gamed_baselines=gamed)
+    expected = theirs(pd.DataFrame(records))
+    assert ours["lc_variant"] == "alpaca_eval:length_controlled_v1"
+    assert ours["length_controlled_winrate"] == pytest.approx(expected["length_controlled_winrate"], abs=1e-9)
+    assert ours["lc_standard_error"] == pytest.approx(expected["lc_standard_error"], abs=1e-9)
+    assert ours["win_rate"] == pytest.approx(expected["win_rate"], abs=1e-9)
+
+    missing = [dict(r) for r in records]
+    missing[10]["preference"] = None
+    expected = theirs(pd.DataFrame(records).drop(index=10))  # instruction 11 stays instruction 11
+    ours = alpaca_eval.score_annotations(missing, gamed_baselines=gamed)
+    assert ours["length_controlled_winrate"] == pytest.approx(expected["length_controlled_winrate"], abs=1e-9)
+    assert (ours["n_total"], ours["n_missing"]) == (n - 1, 1)
+    assert not sklearn.get_config()["enable_metadata_routing"]  # the package's global switch is undone
+
+    without = alpaca_eval.score_annotations(records)
+    assert without["lc_variant"] == "inpo:length_only"
+    assert without["length_controlled_winrate"] != pytest.approx(ours["length_controlled_winrate"], abs=0.1)

@@ -36,8 +36,9 @@ Differences from AlpacaEval, by design:
   "gamed" versions of the baseline (prompted to be verbose / concise; only on the hub) to
   regularize towards the baseline. Here the default is the unpenalized maximum-likelihood fit
   (what AlpacaEval's selection tends to when the largest C wins); ``l1_C`` gives the L1 fit
-  with a fixed C, with exactly liblinear's objective ``||w||_1 + C * sum_i CE_i(w)``. Without the
-  hub's files the official LC figures cannot be reproduced exactly by any implementation.
+  with a fixed C, with exactly liblinear's objective ``||w||_1 + C * sum_i CE_i(w)``. The
+  leaderboard's figure needs the hub's df_gamed.csv; with it, AlpacaEval 2.0 evaluations call the
+  package's own ``get_length_controlled_winrate`` (``inpo.benchmarks.alpaca_eval``), not this module.
 - Standard error: AlpacaEval reports ``lc_standard_error`` = the standard error of the mean of
   the per-instruction predictions ``sigmoid(theta + gamma q_i)``; it measures how much the
   predictions vary across instructions, not the uncertainty of the estimate (it is 0 without a

@@ -13,10 +13,13 @@ newer format, so this module writes that format and reads both:
   with game = ``{score, judgment: {answer}, prompt}`` (or null when the judge call failed); old
   ``{question_id, model, judge, games}`` with game = ``{user_prompt, judgment, score}``.
 
-Game 1 shows the baseline's answer as A and the model's as B; game 2 swaps them. The judge's
-verdict is the label in ``[[...]]`` (regex ``\\[\\[([AB<>=]+)\\]\\]``), None when the reply has
-none or several different ones (``gen_judgment.get_score`` of v0.1; the 2025 version keeps the
-last label instead).
+Judgment settings: v0.1's ``config/judge_config.yaml`` (``read_judge_config``: judge model,
+system prompt, prompt template, verdict regex, ``number_of_judgment_attempts``, temperature,
+max tokens), read at run time. Game 1 shows the baseline's answer as A and the model's as B;
+game 2 swaps them. The verdict is the config's regex (``\\[\\[([AB<>=]+)\\]\\]``) on the judgment:
+the label when all matches agree, None when they disagree, and when there is none the judge is
+asked again (``judgment_verdict``, v0.1's ``gen_judgment.get_score``; the 2025 version keeps
+the last label instead).
 
 Scoring follows the v0.1 ``show_result.py`` / ``utils_math.py`` (the one behind the published
 v0.1 leaderboard; the 2025 version reports a plain mean with a 90% interval and drops a question
@@ -51,6 +54,7 @@ import uuid
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+import yaml
 from scipy.special import expit, logit
 
 from ..records import RecordError, iter_jsonl, write_jsonl
@@ -64,6 +68,55 @@ _OUTCOMES = {
     2: {"A>>B": (1.0, True), "A>B": (1.0, False), "A=B": (0.5, False), "B>A": (0.0, False), "B>>A": (0.0, True)},
 }
 _MAX_LOGIT = 750.0  # expit(+-750) is exactly 1 / 0 in float64
+
+
+# v0.1's gen_judgment.py (code, not config): the user turn that asks for the verdict on a further attempt
+CONTINUE_JUDGMENT = "continue your judgment and finish by outputting a final verdict label"
+JUDGE_CONFIG_KEYS = {"judge_model": str, "system_prompt": str, "prompt_template": list, "regex_pattern": str,
+                     "number_of_judgment_attempts": int, "temperature": (int, float), "max_tokens": int,
+                     "pairwise": bool, "baseline_model": str}
+
+
+def read_judge_config(path: str | os.PathLike) -> dict:
+    """Arena-Hard's ``judge_config.yaml``: the keys of ``JUDGE_CONFIG_KEYS``, checked, with
+    ``regex_pattern`` compiled as ``pattern``. Raises RecordError naming the file and the key."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+    except OSError as err:
+        raise RecordError(f"{path}: cannot read Arena-Hard's judge config ({err.strerror}); fetch it with "
+                          f"`python -m inpo.benchmarks.download arena_hard_v0.1 <dir>`") from None
+    except yaml.YAMLError as err:
+        raise RecordError(f"{path}: not YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(config, dict):
+        raise RecordError(f"{path}: expected a YAML mapping of judgment settings")
+    for key, kind in JUDGE_CONFIG_KEYS.items():
+        if key not in config:
+            raise RecordError(f"{path}: no {key!r} (Arena-Hard v0.1's judge_config.yaml has it)")
+        if not isinstance(config[key], kind) or (kind is int and isinstance(config[key], bool)):
+            raise RecordError(f"{path}: {key} must be of type {kind}, got {config[key]!r:.60}")
+    if not config["pairwise"] or config["number_of_judgment_attempts"] < 1:
+        raise RecordError(f"{path}: expected pairwise: true and number_of_judgment_attempts >= 1")
+    if not config["prompt_template"] or not all(isinstance(t, str) for t in config["prompt_template"]):
+        raise RecordError(f"{path}: prompt_template must be a list of template strings")
+    try:
+        pattern = re.compile(config["regex_pattern"])
+    except re.error as err:
+        raise RecordError(f"{path}: regex_pattern does not compile ({err})") from None
+    return {**config, "pattern": pattern}
+
+
+def judgment_verdict(judgment: str, pattern: re.Pattern = VERDICT_PATTERN) -> tuple[str | None, bool]:
+    """(verdict, ask again) of a judgment so far, as v0.1's ``get_score``: the non-empty matches of
+    ``pattern``; one distinct label -> (label, False); several -> (None, False); none -> (None, True).
+    A label outside ``VERDICTS`` is returned as None (arena-hard-auto records it, never counts it)."""
+    matches = {m for m in pattern.findall(judgment) if m != ""}
+    if not matches:
+        return None, True
+    if len(matches) > 1:
+        return None, False
+    label = matches.pop().strip("\n")
+    return (label if label in VERDICTS else None), False
 
 
 def _question_id(record: Mapping, where: str) -> str:
@@ -154,12 +207,9 @@ def write_answers(path: str | os.PathLike, records: Sequence[Mapping]) -> None:
     write_jsonl(path, records)
 
 
-def parse_verdict(text: str) -> str | None:
-    """The judge's verdict among ``VERDICTS``: the ``[[label]]`` of its reply when all such labels
-    agree; None when there is none, when they disagree, or when the label is not one of the five
-    (arena-hard-auto records such a label but never counts it)."""
-    labels = {m.strip("\n") for m in VERDICT_PATTERN.findall(text) if m}
-    return labels.pop() if len(labels) == 1 and labels <= set(VERDICTS) else None
+def parse_verdict(text: str, pattern: re.Pattern = VERDICT_PATTERN) -> str | None:
+    """The judge's verdict among ``VERDICTS`` in a whole judgment (``judgment_verdict``), or None."""
+    return judgment_verdict(text, pattern)[0]
 
 
 def _game(game, number: int) -> dict:
@@ -170,7 +220,8 @@ def _game(game, number: int) -> dict:
     verdict = game["score"] if "score" in game else parse_verdict(game["judgment"])
     if verdict is not None and verdict not in VERDICTS:
         raise ValueError(f"game {number}: score must be one of {VERDICTS} or None, got {verdict!r}")
-    return {"score": verdict, "judgment": {"answer": game["judgment"]}, "prompt": game.get("prompt")}
+    record = {"score": verdict, "judgment": {"answer": game["judgment"]}, "prompt": game.get("prompt")}
+    return {**record, "error": game["error"]} if game.get("error") else record
 
 
 def judgment_record(question: Mapping, model: str, baseline: str, judge: str, games: Sequence) -> dict:

@@ -2,14 +2,19 @@
 
     python -m inpo.benchmarks.download alpaca_eval_2 data/alpaca_eval_2
     python -m inpo.benchmarks.download arena_hard_v0.1 data/arena-hard-v0.1
+    python -m inpo.benchmarks.download mt_bench data/mt_bench
 
-Files, under ``--base-url`` (default https://raw.githubusercontent.com), and where they go in DEST:
+Files (``FILES``: where each goes in DEST <- its URL, host first), from GitHub's raw files and the
+Hugging Face hub; ``--base-url`` points at a mirror that serves them as ``<mirror>/<host>/<path>``:
 
-- ``alpaca_eval_2``: ``tatsu-lab/alpaca_eval/main/results/gpt4_1106_preview/model_outputs.json``
-  (AlpacaEval 2.0's 805 instructions and reference outputs) -> ``reference_outputs_gpt4_1106_preview.json``;
-- ``arena_hard_v0.1``: ``lmarena/arena-hard-auto/main/data/arena-hard-v0.1/question.jsonl`` ->
-  ``question.jsonl`` and ``.../model_answer/gpt-4-0314.jsonl`` (the baseline's answers) ->
-  ``model_answer/gpt-4-0314.jsonl``.
+- ``alpaca_eval_2``: ``reference_outputs_gpt4_1106_preview.json`` (AlpacaEval 2.0's 805
+  instructions and reference outputs, tatsu-lab/alpaca_eval ``results/gpt4_1106_preview/model_outputs.json``)
+  and ``df_gamed.csv`` (the hub dataset tatsu-lab/alpaca_eval: the per-instruction difficulty
+  and the gamed baselines' annotations, which AlpacaEval's length-controlled win rate needs);
+- ``arena_hard_v0.1``: ``question.jsonl``, ``model_answer/gpt-4-0314.jsonl`` (the baseline's
+  answers) and ``judge_config.yaml`` (the v0.1 judgment settings, at commit 3071ef9; arena-hard-auto's
+  main branch now holds v2.0's);
+- ``mt_bench``: FastChat's ``question.jsonl``, ``reference_answer/gpt-4.jsonl`` and ``judge_prompts.jsonl``.
 
 One progress line per file on stderr; files already in DEST are skipped; each file appears only
 when complete (written under a temporary name, then renamed). When a file cannot be fetched
@@ -29,14 +34,25 @@ from pathlib import Path
 
 from ..records import atomic_file
 
-BASE_URL = "https://raw.githubusercontent.com"
-FILES = {  # benchmark -> {path in DEST: path under the base URL}
+BASE_URL = "https://"
+GITHUB, HUB = "raw.githubusercontent.com", "huggingface.co"
+FILES = {  # benchmark -> {path in DEST: host/path of its URL under the base URL}
     "alpaca_eval_2": {
-        "reference_outputs_gpt4_1106_preview.json": "tatsu-lab/alpaca_eval/main/results/gpt4_1106_preview/model_outputs.json",
+        "reference_outputs_gpt4_1106_preview.json":
+            f"{GITHUB}/tatsu-lab/alpaca_eval/main/results/gpt4_1106_preview/model_outputs.json",
+        "df_gamed.csv": f"{HUB}/datasets/tatsu-lab/alpaca_eval/resolve/main/df_gamed.csv",
     },
     "arena_hard_v0.1": {
-        "question.jsonl": "lmarena/arena-hard-auto/main/data/arena-hard-v0.1/question.jsonl",
-        "model_answer/gpt-4-0314.jsonl": "lmarena/arena-hard-auto/main/data/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl",
+        "question.jsonl": f"{GITHUB}/lmarena/arena-hard-auto/main/data/arena-hard-v0.1/question.jsonl",
+        "model_answer/gpt-4-0314.jsonl":
+            f"{GITHUB}/lmarena/arena-hard-auto/main/data/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl",
+        "judge_config.yaml": f"{GITHUB}/lmarena/arena-hard-auto/3071ef9/config/judge_config.yaml",
+    },
+    "mt_bench": {
+        "question.jsonl": f"{GITHUB}/lm-sys/FastChat/main/fastchat/llm_judge/data/mt_bench/question.jsonl",
+        "reference_answer/gpt-4.jsonl":
+            f"{GITHUB}/lm-sys/FastChat/main/fastchat/llm_judge/data/mt_bench/reference_answer/gpt-4.jsonl",
+        "judge_prompts.jsonl": f"{GITHUB}/lm-sys/FastChat/main/fastchat/llm_judge/data/judge_prompts.jsonl",
     },
 }
 
@@ -49,7 +65,8 @@ def plan(benchmark: str, dest: str | os.PathLike, base_url: str = BASE_URL) -> l
     """(URL, destination) of every file of the benchmark."""
     if benchmark not in FILES:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {sorted(FILES)}")
-    return [(f"{base_url.rstrip('/')}/{remote}", Path(dest) / local) for local, remote in FILES[benchmark].items()]
+    root = base_url if base_url.endswith("//") else base_url.rstrip("/") + "/"
+    return [(f"{root}{remote}", Path(dest) / local) for local, remote in FILES[benchmark].items()]
 
 
 def fetch(url: str, path: Path, timeout: float = 60.0) -> int:
@@ -89,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m inpo.benchmarks.download", description=__doc__.split("\n\n")[0])
     p.add_argument("benchmark", choices=sorted(FILES))
     p.add_argument("dest", help="directory for the benchmark's files")
-    p.add_argument("--base-url", default=BASE_URL, help=f"where the repositories' raw files are (default: {BASE_URL})")
+    p.add_argument("--base-url", default=BASE_URL, help="a mirror serving the files as <mirror>/<host>/<path> (default: the hosts themselves)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default: 60)")
     args = p.parse_args(argv)
     try:

@@ -12,7 +12,9 @@ Kinds (``conf/judge/<name>.yaml`` sets ``kind`` and the judge's options):
 - ``pair_preference_lm``: a causal LM that reads the prompt and responses A and B and whose
   next-token probabilities of "A" and "B" give the preference (``preference_model``);
 - ``reward_model``: a sequence-classification reward model (``reward_model``);
-- ``alpaca_eval_api``, ``arena_hard_api``: LLM judges over an OpenAI-compatible API (``api``).
+- ``alpaca_eval_api``, ``arena_hard_api``: the benchmarks' LLM judges over an OpenAI-compatible API
+  (``alpaca_eval``, ``arena_hard``; their base and options: ``api``).
+- ``mt_bench_api``: MT-Bench's single-answer grader over the same API (``mt_bench``).
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ JUDGE_KINDS = {
     "synthetic_reward": "synthetic:SyntheticRewardOracle",
     "pair_preference_lm": "preference_model:PairPreferenceJudge",
     "reward_model": "reward_model:RewardModelJudge",
-    "alpaca_eval_api": "api:AlpacaEvalJudge",
-    "arena_hard_api": "api:ArenaHardJudge",
+    "alpaca_eval_api": "alpaca_eval:AlpacaEvalJudge",
+    "arena_hard_api": "arena_hard:ArenaHardJudge",
+    "mt_bench_api": "mt_bench:MTBenchJudge",
 }
 
 
