@@ -99,7 +99,7 @@ def test_iteration_t_starts_from_iteration_t_minus_1(tmp_path):
      ({"tau": -0.1}, r"minimum.*tau"), ({"iterations": 0}, r"minimum.*iterations"), ({"algo": "ppo"}, r"algo"),
      ({"reference": "RLHFlow/LLaMA3-SFT"}, r"evaluations: heldout .* needs reference=sft"),
      ({"train_prompts": "[a.jsonl]"}, r"train_prompts lists 1 datasets for iterations=3: one per iteration"),
-     ({"evaluations": "[mmlu]"}, r"evaluations: unknown value 'mmlu'; valid: heldout, alpaca_eval_2, arena_hard_v0.1"),
+     ({"evaluations": "[mmlu]"}, r"evaluations: unknown value 'mmlu'; valid: heldout, alpaca_eval_2, arena_hard_v0.1, mt_bench"),
      ({"judge": "synthetic_preferenc"}, r"judge: unknown value 'synthetic_preferenc' \(did you mean 'synthetic_preference'\?\)"),
      ({"reference": "models/no/such", "evaluations": "[alpaca_eval_2]"}, r"reference='models/no/such': no such model folder"),
      ({"max_length": 100, "max_prompt_length": 100}, r"max_prompt_length=100 must be below max_length=100")],
@@ -306,10 +306,13 @@ def test_workflow_with_model_and_api_judges(workflow_copy, server):
         "annotate": ["judge.model=tiny_judge", "judge.batch_size=64"],
         "alpaca_eval_2": [*api, f"eval.reference_outputs={BENCHMARK_FILES}/alpaca_eval_2/reference_outputs_gpt4_1106_preview.json"],
         "arena_hard_v0.1": [*api, f"eval.questions={BENCHMARK_FILES}/arena-hard-v0.1/question.jsonl",
-                            f"eval.baseline_answers={BENCHMARK_FILES}/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl"],
+                            f"eval.baseline_answers={BENCHMARK_FILES}/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl",
+                            "judge.judge_config=judge_config.yaml"],
     }
-    run = snakemake("--config", "judge=pair_preference_llama3", "sample_shards=2", f"overrides={json.dumps(overrides)}",
-                    "evaluations=[heldout,alpaca_eval_2,arena_hard_v0.1]", workdir=workflow_copy)
+    shutil.copy(BENCHMARK_FILES / "arena-hard-v0.1/judge_config.yaml", workflow_copy / "judge_config.yaml")
+    settings = ["--config", "judge=pair_preference_llama3", "sample_shards=2", f"overrides={json.dumps(overrides)}",
+                "evaluations=[heldout,alpaca_eval_2,arena_hard_v0.1]"]
+    run = snakemake(*settings, workdir=workflow_copy)
     assert run.returncode == 0, run.stderr[-3000:]
     results = workflow_copy / "results"
     shared, point = "shared/seed~0/judge~pair_preference_llama3", "sweep/algo~inpo/judge~pair_preference_llama3/seed~0/eta~0.2/tau~0.0667"
@@ -337,6 +340,14 @@ def test_workflow_with_model_and_api_judges(workflow_copy, server):
                    "arena_hard_v0.1.score", "arena_hard_v0.1.ci_lower"):
         assert column in table[0].split(","), column
     assert "arena_hard_v0.1.score" in (results / "report/summary.md").read_text()
+    beside_paper = (results / "report/benchmarks.md").read_text()
+    assert "| paper: INPO | | 42.6 | 37.8 |" in beside_paper and "LC inpo:length_only" in beside_paper
+    assert "| missing |" in beside_paper  # 3 answers, all losing: no LC fit, shown as missing, not left out
+    # a benchmark's judge settings are its job's inputs: an edited judge_config.yaml reruns both Arena-Hard jobs
+    judge_config = workflow_copy / "judge_config.yaml"
+    judge_config.chmod(0o644)
+    judge_config.write_text(judge_config.read_text().replace("max_tokens: 4096", "max_tokens: 2048"))
+    assert planned(*settings, workdir=workflow_copy)["benchmark"] == 2
     # the benchmarks' settings, their per-benchmark overrides included, are params Snakemake records
     benchmark_params = recorded_params(workflow_copy)["benchmark"]
     assert len(benchmark_params) == 4 and all(any("eval.limit=3" in p for p in job) for job in benchmark_params)

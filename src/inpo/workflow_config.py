@@ -215,6 +215,32 @@ def _check_stage_configs(config: Mapping[str, Any], conf_dir: Path) -> None:
                     raise WorkflowConfigError(f"{where}: {err}".replace("\n", " ")) from None
 
 
+def benchmark_inputs(config: Mapping[str, Any], conf_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """For each benchmark in ``evaluations``, the files its job reads besides the policy, as its
+    config composes with the workflow's overrides: its judge's config file and every ``eval.*`` or
+    ``judge.*`` path that exists now (question and reference files, Arena-Hard's judge_config.yaml,
+    AlpacaEval's df_gamed.csv). As rule inputs they make Snakemake rerun a benchmark whose files
+    changed or appeared (an LC win rate computed before df_gamed.csv was fetched is not kept); a
+    required file still missing is named by the job itself, with the command that fetches it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    conf_dir = Path(conf_dir)
+    overrides = config.get("overrides") or {}
+    inputs = {}
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir.resolve())):
+        for benchmark in (b for b in config["evaluations"] if b != "heldout"):
+            [selection] = stage_selections(config)[benchmark]
+            cfg = compose(config_name="evaluate", overrides=selection + list(overrides.get(benchmark, [])),
+                          return_hydra_config=True)
+            files = [str(conf_dir / "judge" / f"{cfg.hydra.runtime.choices['judge']}.yaml")]
+            for group in ("eval", "judge"):
+                values = OmegaConf.to_container(cfg[group], resolve=False).values()
+                files += [v for v in values if isinstance(v, str) and "${" not in v and "://" not in v and Path(v).is_file()]
+            inputs[benchmark] = files
+    return inputs
+
+
 def check_workflow_config(config: Mapping[str, Any], conf_dir: str | os.PathLike) -> None:
     """Raise WorkflowConfigError, naming the setting, the value and the valid ones, for what the
     schema cannot check: names of config-group options (algo, judge, eval_judge, sampler,

@@ -12,7 +12,8 @@ import shlex
 import sys
 
 from inpo.sweep import expand_grid, parse_point, point_path, stage_folder, train_overrides
-from inpo.workflow_config import Untracked, check_workflow_config, hydra_command, is_local_path, split_overrides
+from inpo.workflow_config import (Untracked, benchmark_inputs, check_workflow_config, hydra_command, is_local_path,
+                                  split_overrides)
 
 # The checkout's configs: every stage reads them (INPO_CONF_DIR in each shell line), whatever
 # environment inpo is installed in, and rules list the files they read as inputs.

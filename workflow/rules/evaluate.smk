@@ -53,11 +53,16 @@ if HELDOUT:
             "{STAGE_ENV} {PYTHON} -m inpo.evaluate {params.args} {params.untracked} > {log:q} 2>&1"
 
 
+# each benchmark's judge config and data files (inpo.workflow_config.benchmark_inputs), composed once
+BENCHMARK_INPUTS = benchmark_inputs(config, CONF_DIR)
+
+
 rule benchmark:
     """A benchmark (conf/eval/<benchmark>.yaml) of pi_ref (chain reference, iteration 0) or of pi_{t+1}: the
     policy's answers, the judge's verdicts in the benchmark's official format, and its scores."""
     input:
         lambda wc: conf("evaluate", f"eval/{wc.benchmark}", f"sampler/{config['sampler']}"),
+        lambda wc: BENCHMARK_INPUTS[wc.benchmark],
         policy=lambda wc: model_input(evaluated_policy(wc.chain, wc.t)),
     output:
         metrics=f"{eval_folder('{chain}', '{t}', '{benchmark}')}/metrics.json",
