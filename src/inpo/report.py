@@ -3,6 +3,9 @@
 - ``report.csv`` / ``report.md``: one row per (point, iteration t), t = 0 being the SFT model;
   its evaluation metrics and, for t >= 1, the annotation (pairs, oracle calls) and training
   (final loss) of iteration t.
+- ``benchmarks.md`` (also in ``report.md``), when benchmarks are evaluated: per setting and
+  iteration each benchmark's headline figure beside the paper's (``paper`` in the config), with
+  the judge model, the AlpacaEval LC variant and the judgments left out (no verdict) named.
 - ``summary.csv`` / ``summary.md``: the last iteration per setting (a point without its seed),
   mean and standard deviation over seeds: the table to compare algorithms with.
 - one PNG per metric with one line per setting (mean over seeds, error bars: their standard
@@ -21,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no display
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app
 from .records import read_json, write_text
@@ -47,7 +50,7 @@ BENCHMARK_HEADLINES = ("length_controlled_winrate", "win_rate", "score")
 POINT_KEYS = ("algo", "judge", "eta", "tau", "beta", "seed")
 # Bookkeeping columns: in the tables, not plotted.
 NOT_PLOTTED = {*POINT_KEYS, "setting", "iteration", "standard_error", "lc_standard_error", "n_prompts", "n_samples",
-               "judge_calls", "judge_requests", "judge_cached", "ci_lower", "ci_upper", "sampled_answers_cut",
+               "judge_calls", "judge_requests", "judge_cached", "judge_rejected", "ci_lower", "ci_upper", "sampled_answers_cut",
                "sampled_prompts_truncated", "answers_cut", "prompts_truncated"}
 
 
@@ -92,6 +95,34 @@ def gather(results: Path, iterations: int, points: list[str], evaluations: list[
                            train_loss=training["last_metrics"].get("loss"))
             rows.append(row)
     return rows
+
+
+def benchmark_table(rows: list[dict], results: Path, points: list[str], iterations: int, paper: dict) -> str:
+    """Markdown: each benchmark's headline figure (``paper.metrics``) per setting and iteration
+    (mean over seeds), the paper's rows below, and what was measured how: judge model, LC variant,
+    judgments without a verdict. Empty when no benchmark in ``paper.metrics`` was evaluated."""
+    benchmarks = [b for b in paper["metrics"] if any(k.startswith(f"{b}.") for r in rows for k in r)]
+    if not benchmarks:
+        return ""
+    names = [f"{b} {paper['metrics'][b]}" for b in benchmarks]
+    lines = ["| setting | iteration | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        for t in range(iterations + 1):
+            group = [r for r in rows if r["setting"] == setting and r["iteration"] == t]
+            cells = []
+            for b in benchmarks:
+                values = [r[f"{b}.{paper['metrics'][b]}"] for r in group if r.get(f"{b}.{paper['metrics'][b]}") is not None]
+                cells.append(_cell(statistics.fmean(values)) if values else "missing")
+            lines.append(f"| {setting} | {t} | " + " | ".join(cells) + " |")
+    for label, figures in paper["rows"].items():
+        lines.append(f"| paper: {label} | | " + " | ".join(_cell(figures.get(b)) for b in benchmarks) + " |")
+    notes = []
+    for b in benchmarks:  # how each figure was measured, over every evaluated policy
+        measured = [read_json(metrics_file(results, point, t, b)) for point in points for t in range(iterations + 1)]
+        described = {f"judge {m.get('judge_model')}" + (f", LC {m['lc_variant']}" if "lc_variant" in m else "") for m in measured}
+        left_out = sum(m.get(k) or 0 for m in measured for k in ("n_missing", "n_games_dropped", "n_missing_ratings"))
+        notes.append(f"- {b}: {'; '.join(sorted(described))}; judgments without a verdict, left out: {left_out}")
+    return "\n".join([*lines, "", f"Paper: {paper['source']}", *notes]) + "\n"
 
 
 def summarize(rows: list[dict], iterations: int) -> list[dict]:
@@ -236,13 +267,18 @@ def run(cfg: DictConfig) -> list[dict]:
                                 "mean_length_sd", "duality_gap", "duality_gap_sd", "share_correct", "oracle_calls")
                     if any(r.get(c) is not None for r in summary)]
     main_columns += [c for c in columns(summary) if "." in c and c.rsplit(".", 1)[-1] in BENCHMARK_HEADLINES]
+    benchmarks = benchmark_table(rows, Path(cfg.results), list(cfg.points), cfg.iterations,
+                                 OmegaConf.to_container(cfg.paper, resolve=True))
     body = ["# INPO report", "",
             f"## After iteration {cfg.iterations} (mean and standard deviation over seeds)", "",
             to_markdown(summary, main_columns), "",
+            *(["## Benchmarks beside the paper", "", benchmarks] if benchmarks else []),
             "## Every point and iteration (iteration 0: pi_ref; benchmark metrics are named <benchmark>.<metric>)", "",
             to_markdown(rows), *(f"![{p.stem}]({p.name})" for p in figures)]
     write_text(out / "report.md", "\n".join(body) + "\n")
     write_text(out / "summary.md", to_markdown(summary, main_columns))
+    if benchmarks:
+        write_text(out / "benchmarks.md", benchmarks)
     return rows
 
 
