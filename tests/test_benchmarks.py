@@ -93,6 +93,17 @@ def test_alpaca_eval_scores_by_hand():
         alpaca_eval.score_annotations(mixed)
 
 
+def test_a_refusal_is_left_out_of_the_win_rate_not_counted_as_a_draw():
+    """../shared/cases/alpaca-refusal-counted-as-draw: three clear losses and one refusal give
+    AlpacaEval's 10.0, not the 20.0 of a draw."""
+    losses = [alpaca_eval.annotation(f"q{i}", "reference answer " * (i + 1), "my answer " * (i + 2), 1.1,
+                                     generator="m", annotator="j") for i in range(3)]
+    refusal = alpaca_eval.annotation("q3", "reference", "mine mine", 1 + float("nan"), generator="m", annotator="j")
+    result = alpaca_eval.score_annotations(losses + [refusal])
+    assert refusal["preference"] is None
+    assert result["win_rate"] == pytest.approx(10.0, abs=1e-12) and (result["n_total"], result["n_missing"]) == (3, 1)
+
+
 @needs_alpaca
 def test_annotation_rebuilds_the_official_records(tmp_path):
     records = json.loads((ALPACA / "annotations" / "claude-2.1.json").read_text(encoding="utf-8"))

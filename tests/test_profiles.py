@@ -161,11 +161,11 @@ def test_slurm_cpu_rules_get_no_gpu(slurm_run):
 def test_the_paper_experiment_dry_runs_on_slurm_with_every_job_sized(slurm_run):
     """conf/experiment/paper_llama3_8b.yaml: 3 iterations from RLHFlow/LLaMA3-SFT (no sft job), each
     sampling in 8 one-GPU shards with vLLM, annotated by the 8B pairwise preference model, trained
-    on 8 GPUs with ZeRO-3; AlpacaEval 2.0 and Arena-Hard for pi_ref and each iteration."""
+    on 8 GPUs with ZeRO-3; AlpacaEval 2.0, Arena-Hard and MT-Bench for pi_ref and each iteration."""
     jobs = slurm_run.paper
     counts = Counter(job["rule"] for job in jobs)
     assert counts == Counter({"train_prompts": 3, "sample": 24, "merge_samples": 3, "annotate": 3, "logps": 3,
-                              "train": 3, "benchmark": 8, "report": 1, "all": 1})
+                              "train": 3, "benchmark": 12, "report": 1, "all": 1})
     for job in jobs:
         gpus = job["resources"]["gpu"]
         assert gpus == {"train": 8}.get(job["rule"], 1 if job["rule"] in GPU_RULES else 0), job
