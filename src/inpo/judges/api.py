@@ -11,7 +11,7 @@ requests, cache hits and requests the server refused.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from inpo.judges import Judge
 from inpo.judges.api_client import ChatClient, RequestRejected
