@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -347,3 +349,37 @@ def test_hydra_multirun_trains_one_policy_per_combination(chain, tmp_path):
     for folder in folders:
         load_policy(tmp_path / folder / "policy")
         assert "eta: " + folder.split(",")[0].split("=")[1] in (tmp_path / folder / ".hydra/config.yaml").read_text()
+
+
+def test_adamw_is_fused_on_the_cpu_and_takes_the_same_steps(tmp_path, monkeypatch):
+    """optim.fused: torch's fused AdamW kernel where the device has one; the weights it trains
+    equal the default implementation's to float32 rounding."""
+    from accelerate import Accelerator
+
+    from inpo import training
+
+    accelerator = Accelerator()  # on this machine: the CPU
+    assert accelerator.device.type == "cpu" or not torch.cuda.is_available()
+    assert training.use_fused_adamw(OptimSettings(learning_rate=0.1), accelerator)
+    assert not training.use_fused_adamw(OptimSettings(learning_rate=0.1, fused=False), accelerator)
+    with pytest.raises(ValueError, match="optim.fused must be true or false"):
+        OptimSettings(learning_rate=0.1, fused="yes")
+
+    class Linear(torch.nn.Linear):  # saved like a Hugging Face model, as fit does at the end
+        def save_pretrained(self, path, **_):
+            Path(path).mkdir(parents=True)
+
+    used = []
+    adamw = torch.optim.AdamW
+    monkeypatch.setattr(training.torch.optim, "AdamW", lambda *a, **k: used.append(k["fused"]) or adamw(*a, **k))
+    weights = {}
+    for name in (True, False):
+        torch.manual_seed(0)
+        model = Linear(16, 4)
+        settings = OptimSettings(learning_rate=0.05, batch_size=2, weight_decay=0.1, fused=name)
+        fit(model, [torch.randn(16) for _ in range(8)], torch.stack, lambda m, b: (m(b).pow(2).mean(), {}),
+            settings, seed=0, work_dir=tmp_path / str(name), output=tmp_path / str(name) / "model",
+            tokenizer=types.SimpleNamespace(save_pretrained=lambda path: None))
+        weights[name] = model.weight.detach().clone()
+    assert used == [True, False]
+    torch.testing.assert_close(weights[True], weights[False], atol=1e-6, rtol=0)

@@ -125,3 +125,35 @@ def test_trackers_get_only_the_stage_settings(dropout_policy, tmp_path, monkeypa
         "max_length", "max_prompt_length", "gradient_checkpointing", "disable_dropout"}
     assert recorded["algo.eta"] == ETA and recorded["work_dir"] == str(tmp_path)
     assert all(value is None or isinstance(value, (bool, int, float, str)) for value in recorded.values())
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state: a test that changes its precision starts and ends clean."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_mixed_precision_trains_on_the_cpu(dropout_policy, tmp_path, monkeypatch, fresh_accelerator_state):
+    """optim.mixed_precision=bf16 on a CPU: the forward runs under bf16 autocast (the projections
+    compute in bf16) and the first step's loss is the fp32 one up to bf16 rounding."""
+    from inpo import logprobs
+
+    dtypes = []
+    hidden_states = logprobs.final_hidden_states
+
+    def recording(model, *args, **kwargs):
+        linear = next(m for m in logprobs.unwrapped(model).modules() if isinstance(m, torch.nn.Linear))
+        handle = linear.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+        try:
+            return hidden_states(model, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(logprobs, "final_hidden_states", recording)
+    metrics = first_step(dropout_policy, tmp_path, "optim.mixed_precision=bf16")
+    assert set(dtypes) == {torch.bfloat16}
+    assert metrics["loss"] == pytest.approx((1 / (2 * ETA)) ** 2, rel=0.2)

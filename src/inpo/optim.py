@@ -21,6 +21,7 @@ class OptimSettings:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     mixed_precision: str = "auto"  # auto: bf16 on a GPU that supports it, else full precision
+    fused: bool = True  # torch's fused AdamW kernel where torch has one for the device (not under DeepSpeed)
     checkpoint_every: int = 50  # optimizer steps between checkpoints
     log_every: int = 10  # optimizer steps between log lines
 
@@ -30,6 +31,8 @@ class OptimSettings:
                 raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"optim.fused must be true or false, got {self.fused!r}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"optim.mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
 
