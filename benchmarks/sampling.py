@@ -1,0 +1,107 @@
+"""The project's HF sampler (``inpo.sampling.HFSampler``) against a plain ``model.generate`` loop, side by side.
+
+Both answer the same chat prompts (random words, 16-200 of them, under the chat template) with
+the same settings (``--samples`` answers per prompt at temperature 1, ``--max-new-tokens``, the
+same number of prompts per batch, left padding) on a random Llama-shaped policy (default: a
+32000-word vocabulary, hidden 512, 8 layers). The timings are interleaved (sampler, plain,
+sampler, ...) so that the machine's noise hits both alike. Generated tokens are counted the same
+way on both sides (each answer's text tokenized again); the table gives new tokens per second of
+wall time, min and median over the repeats, and their ratio.
+
+    python benchmarks/sampling.py [OUTPUT_DIR] [--prompts 32] [--samples 4] [--max-new-tokens 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inpo.logprobs import pad_sequences
+from inpo.modeling import build_llama, save_policy
+from inpo.sampling import HFSampler
+from inpo.tiny_models import build_tokenizer
+
+VOCABULARY_SIZE = 32_000
+
+
+def chat_prompts(n: int, seed: int = 0) -> list[list[dict]]:
+    """``n`` one-turn conversations of 16-200 random words."""
+    rng = np.random.default_rng(seed)
+    return [[{"role": "user", "content": " ".join(f"w{w}" for w in rng.integers(0, VOCABULARY_SIZE, rng.integers(16, 201)))}]
+            for _ in range(n)]
+
+
+def plain_generate(model, tokenizer, conversations, n: int, per_batch: int, max_new_tokens: int, seed: int) -> list[str]:
+    """What a user writes without this project: chat template, left padding, ``generate``, decode."""
+    torch.manual_seed(seed)
+    texts = []
+    for start in range(0, len(conversations), per_batch):
+        ids = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False)
+               for c in conversations[start:start + per_batch]]
+        batch = pad_sequences(ids, [len(i) for i in ids], tokenizer.pad_token_id, side="left")
+        with torch.no_grad():
+            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], do_sample=True,
+                                 temperature=1.0, top_p=1.0, top_k=None, num_return_sequences=n,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return texts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", nargs="?", default="results/benchmark_sampling")
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32, help="answers per batch, as sampler.batch_size")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=8)
+    args = parser.parse_args()
+    out = Path(args.output)
+    tokenizer = build_tokenizer([f"w{i}" for i in range(VOCABULARY_SIZE)], add_bos=False)
+    architecture = {"hidden_size": args.hidden, "intermediate_size": 4 * args.hidden, "num_hidden_layers": args.layers,
+                    "num_attention_heads": 8, "num_key_value_heads": 8, "max_position_embeddings": 1024,
+                    "tie_word_embeddings": False}
+    save_policy(build_llama(tokenizer, architecture, seed=0), tokenizer, out / "policy")
+    sampler = HFSampler(str(out / "policy"), batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                        temperature=1.0, dtype="float32")
+    conversations = chat_prompts(args.prompts)
+    per_batch = max(1, args.batch_size // args.samples)
+
+    def count(texts: list[str]) -> int:
+        return sum(len(sampler.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+    def run_sampler(seed: int) -> int:
+        return count([t for r in sampler.generate(conversations, args.samples, seed=seed, desc="inpo sampler")
+                      for t in r["responses"]])
+
+    def run_plain(seed: int) -> int:
+        return count(plain_generate(sampler.model, sampler.tokenizer, conversations, args.samples, per_batch,
+                                    args.max_new_tokens, seed))
+
+    rates = {"inpo HFSampler": [], "plain generate": []}
+    for repeat in range(args.repeats):
+        for name, run in (("inpo HFSampler", run_sampler), ("plain generate", run_plain)):
+            start = time.perf_counter()
+            tokens = run(repeat)
+            rates[name].append(tokens / (time.perf_counter() - start))
+    parameters = sum(p.numel() for p in sampler.model.parameters())
+    print(f"Sampling, {parameters / 1e6:.1f}M-parameter random Llama on {sampler.device} ({torch.get_num_threads()} threads), "
+          f"{args.prompts} prompts x {args.samples} answers, {args.max_new_tokens} new tokens at most, "
+          f"{per_batch} prompts a batch, {args.repeats} interleaved repeats, torch {torch.__version__}")
+    print("| sampler | new tokens/s (min) | new tokens/s (median) |")
+    print("|---|---|---|")
+    for name, values in rates.items():
+        print(f"| {name} | {min(values):.1f} | {statistics.median(values):.1f} |")
+    ratio = statistics.median(rates["inpo HFSampler"]) / statistics.median(rates["plain generate"])
+    print(f"inpo HFSampler / plain generate: {ratio:.2f}x (median over median)")
+
+
+if __name__ == "__main__":
+    main()
