@@ -24,7 +24,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Mapping, get_args, get_origin
+from typing import IO, Any, Callable, Hashable, Iterable, Iterator, Mapping, get_args, get_origin
 
 
 class ChatTurn:
@@ -145,6 +145,21 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             if not isinstance(record, dict):
                 raise RecordError(f"{path}:{number}: a record must be a JSON object, got {type(record).__name__}")
             yield number, record
+
+
+def iter_jsonl_keyed(path: str | os.PathLike, key: Callable[[dict, str], Hashable],
+                     what: str) -> Iterator[tuple[str, Hashable, dict]]:
+    """(``file:line``, key, record) of each line of ``iter_jsonl``, each key at most once:
+    ``key(record, where)`` reads the record's key (raising RecordError naming ``where`` when it
+    has none); a repeated key raises RecordError naming both lines and ``what`` the key is."""
+    seen: dict = {}
+    for number, record in iter_jsonl(path):
+        where = f"{path}:{number}"
+        value = key(record, where)
+        if value in seen:
+            raise RecordError(f"{where}: duplicate {what} {value!r} (first on line {seen[value]})")
+        seen[value] = number
+        yield where, value, record
 
 
 def read_jsonl(path: str | os.PathLike, fields: Mapping[str, Any] | None = None, *, allow_empty: bool = False) -> list[dict]:

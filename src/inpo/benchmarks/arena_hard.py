@@ -51,13 +51,13 @@ import os
 import re
 import time
 import uuid
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import yaml
 from scipy.special import expit, logit
 
-from ..records import RecordError, iter_jsonl, write_jsonl
+from ..records import RecordError, iter_jsonl, iter_jsonl_keyed, write_jsonl
 
 BASELINE = "gpt-4-0314"
 VERDICTS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
@@ -134,23 +134,11 @@ def _text(value, where: str, name: str) -> str:
     return value
 
 
-def _by_question(path: str | os.PathLike, what: str) -> Iterator[tuple[str, str, dict]]:
-    """(``file:line``, question id, record) of each line, each question id at most once."""
-    seen = {}
-    for number, record in iter_jsonl(path):
-        where = f"{path}:{number}"
-        qid = _question_id(record, where)
-        if qid in seen:
-            raise RecordError(f"{where}: duplicate {what} {qid!r} (first on line {seen[qid]})")
-        seen[qid] = number
-        yield where, qid, record
-
-
 def read_questions(path: str | os.PathLike) -> list[dict]:
     """The questions, as new-format records ``{uid, category, cluster, prompt, ...}`` (old-format
     single-turn records are converted)."""
     questions = []
-    for where, qid, record in _by_question(path, "question id"):
+    for where, qid, record in iter_jsonl_keyed(path, _question_id, "question id"):
         if "prompt" not in record:
             turns = record.get("turns")
             if not isinstance(turns, list) or len(turns) != 1:
@@ -180,7 +168,7 @@ def _answer_text(record: Mapping, where: str) -> str:
 def read_answers(path: str | os.PathLike) -> dict[str, str]:
     """One model's answers: question id -> answer text (either format)."""
     answers, models = {}, set()
-    for where, qid, record in _by_question(path, "answer to"):
+    for where, qid, record in iter_jsonl_keyed(path, _question_id, "answer to"):
         models.add(record.get("model", record.get("model_id")))
         answers[qid] = _answer_text(record, where)
     if len(models) > 1:

@@ -46,7 +46,7 @@ import re
 import time
 from typing import Iterable, Mapping, Sequence
 
-from ..records import RecordError, iter_jsonl, write_jsonl
+from ..records import RecordError, iter_jsonl, iter_jsonl_keyed, write_jsonl
 
 NEED_REF_CATS = ("math", "reasoning", "coding")  # common.NEED_REF_CATS: graded against the reference answer
 NO_RATING = -1  # common.run_judge_single's rating when the reply has none
@@ -71,23 +71,15 @@ def _turns(value, where: str, name: str, n: int | None = 2) -> list[str]:
     return value
 
 
-def _by_question(path: str | os.PathLike, what: str):
-    """(``file:line``, question id, record) of each line, each question id at most once."""
-    seen = {}
-    for number, record in iter_jsonl(path):
-        where = f"{path}:{number}"
-        qid = _question_id(record.get("question_id"), where)
-        if qid in seen:
-            raise RecordError(f"{where}: duplicate {what} {qid!r} (first on line {seen[qid]})")
-        seen[qid] = number
-        yield where, qid, record
+def _record_question_id(record: Mapping, where: str):
+    return _question_id(record.get("question_id"), where)
 
 
 def read_questions(path: str | os.PathLike) -> list[dict]:
     """The questions in file order, each ``{question_id, category, turns: [turn 1, turn 2], ...}``;
     a RecordError names the file and line of a bad or repeated question."""
     questions = []
-    for where, _, record in _by_question(path, "question_id"):
+    for where, _, record in iter_jsonl_keyed(path, _record_question_id, "question_id"):
         if not isinstance(record.get("category"), str):
             raise RecordError(f"{where}: category must be a string, got {record.get('category')!r:.60}")
         _turns(record.get("turns"), where, "turns")
@@ -101,7 +93,7 @@ def read_answers(path: str | os.PathLike) -> dict:
     """question_id -> the turns of ``choices[0]``, of a model-answer file (a reference answer file,
     or one this module wrote); a RecordError names the file and line of a bad or repeated answer."""
     answers = {}
-    for where, qid, record in _by_question(path, "answer to question"):
+    for where, qid, record in iter_jsonl_keyed(path, _record_question_id, "answer to question"):
         try:
             turns = record["choices"][0]["turns"]
         except (KeyError, IndexError, TypeError):
