@@ -13,11 +13,12 @@ their ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from side_by_side import interleaved, median_ratio, print_table
 
 
 def timed_steps(optimizer: torch.optim.Optimizer, steps: int, device: torch.device) -> float:
@@ -54,19 +55,13 @@ def main() -> None:
                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
         optimizers[name] = torch.optim.AdamW(groups, lr=1e-4, **options)
         optimizers[name].step()  # the first step allocates the moments
-    seconds = {name: [] for name in optimizers}
-    for _ in range(args.repeats):
-        for name, optimizer in optimizers.items():
-            seconds[name].append(timed_steps(optimizer, args.steps, device))
+    seconds = interleaved({name: lambda _, o=optimizer: timed_steps(o, args.steps, device)
+                           for name, optimizer in optimizers.items()}, args.repeats)
     n_params = sum(p.numel() for p in params)
     print(f"AdamW step, {n_params / 1e6:.1f}M parameters on {device} ({torch.get_num_threads()} threads), "
           f"{args.repeats} x {args.steps} steps, torch {torch.__version__}")
-    print("| implementation | s/step (min) | s/step (median) |")
-    print("|---|---|---|")
-    for name, values in seconds.items():
-        print(f"| {name} | {min(values):.4f} | {statistics.median(values):.4f} |")
-    ratio = statistics.median(seconds["default"]) / statistics.median(seconds["fused"])
-    print(f"fused is {ratio:.1f}x faster (median over median)")
+    print_table("implementation", "s/step", seconds, digits=4)
+    print(f"fused is {median_ratio(seconds, 'default', 'fused'):.1f}x faster (median over median)")
 
 
 if __name__ == "__main__":

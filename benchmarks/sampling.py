@@ -14,7 +14,6 @@ wall time, min and median over the repeats, and their ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from inpo.logprobs import pad_sequences
 from inpo.modeling import build_llama, save_policy
 from inpo.sampling import HFSampler
 from inpo.tiny_models import build_tokenizer
+from side_by_side import interleaved, median_ratio, print_table
 
 VOCABULARY_SIZE = 32_000
 
@@ -85,22 +85,20 @@ def main() -> None:
         return count(plain_generate(sampler.model, sampler.tokenizer, conversations, args.samples, per_batch,
                                     args.max_new_tokens, seed))
 
-    rates = {"inpo HFSampler": [], "plain generate": []}
-    for repeat in range(args.repeats):
-        for name, run in (("inpo HFSampler", run_sampler), ("plain generate", run_plain)):
+    def rate(run):  # new tokens per second of wall time
+        def measure(repeat: int) -> float:
             start = time.perf_counter()
-            tokens = run(repeat)
-            rates[name].append(tokens / (time.perf_counter() - start))
+            return run(repeat) / (time.perf_counter() - start)
+        return measure
+
+    rates = interleaved({"inpo HFSampler": rate(run_sampler), "plain generate": rate(run_plain)}, args.repeats)
     parameters = sum(p.numel() for p in sampler.model.parameters())
     print(f"Sampling, {parameters / 1e6:.1f}M-parameter random Llama on {sampler.device} ({torch.get_num_threads()} threads), "
           f"{args.prompts} prompts x {args.samples} answers, {args.max_new_tokens} new tokens at most, "
           f"{per_batch} prompts a batch, {args.repeats} interleaved repeats, torch {torch.__version__}")
-    print("| sampler | new tokens/s (min) | new tokens/s (median) |")
-    print("|---|---|---|")
-    for name, values in rates.items():
-        print(f"| {name} | {min(values):.1f} | {statistics.median(values):.1f} |")
-    ratio = statistics.median(rates["inpo HFSampler"]) / statistics.median(rates["plain generate"])
-    print(f"inpo HFSampler / plain generate: {ratio:.2f}x (median over median)")
+    print_table("sampler", "new tokens/s", rates, digits=1)
+    print(f"inpo HFSampler / plain generate: {median_ratio(rates, 'inpo HFSampler', 'plain generate'):.2f}x "
+          f"(median over median)")
 
 
 if __name__ == "__main__":
