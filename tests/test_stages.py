@@ -14,7 +14,7 @@ import torch
 from inpo import annotate, evaluate, logps, prompts, report, sample, sft, train
 from inpo.config import load_config
 from inpo.modeling import load_policy
-from inpo.training import NonFiniteLossError, OptimSettings, fit, latest_checkpoint
+from inpo.training import NonFiniteLossError, Objective, OptimSettings, fit, latest_checkpoint
 from inpo.records import PAIR, SAMPLE, SCORED_PAIR, RecordError, read_json, read_jsonl, write_jsonl
 from inpo.task import make_prompts, render_response
 from sample_records import finished
@@ -293,7 +293,7 @@ def nan_at_call(n):
 
     def loss_fn(model, batch):
         calls.append(1)
-        loss = model(batch).pow(2).mean()
+        loss = model(batch).pow(2).sum()
         return (loss * float("nan") if len(calls) == n else loss), {}
 
     return loss_fn
@@ -301,12 +301,12 @@ def nan_at_call(n):
 
 def fit_linear(tmp_path, loss_fn, learning_rate=0.1):
     settings = OptimSettings(learning_rate=learning_rate, batch_size=1, checkpoint_every=2, log_every=1)
-    return fit(torch.nn.Linear(2, 1), [torch.ones(2)] * 8, torch.stack, loss_fn, settings, seed=0, work_dir=tmp_path,
+    return fit(torch.nn.Linear(2, 1), [torch.ones(2)] * 8, Objective(torch.stack, loss_fn), settings, seed=0, work_dir=tmp_path,
                output=tmp_path / "model", tokenizer=None)
 
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss .* epoch 0, batch 4.*checkpoint"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss .* micro-batch 0 at epoch 0, batch 4.*checkpoint"):
         fit_linear(tmp_path, nan_at_call(5))
     assert json.loads((latest_checkpoint(tmp_path / "checkpoints") / "progress.json").read_text())["step"] == 4
     assert not (tmp_path / "model").exists()
@@ -377,7 +377,7 @@ def test_adamw_is_fused_on_the_cpu_and_takes_the_same_steps(tmp_path, monkeypatc
         torch.manual_seed(0)
         model = Linear(16, 4)
         settings = OptimSettings(learning_rate=0.05, batch_size=2, weight_decay=0.1, fused=name)
-        fit(model, [torch.randn(16) for _ in range(8)], torch.stack, lambda m, b: (m(b).pow(2).mean(), {}),
+        fit(model, [torch.randn(16) for _ in range(8)], Objective(torch.stack, lambda m, b: (m(b).pow(2).sum(), {})),
             settings, seed=0, work_dir=tmp_path / str(name), output=tmp_path / str(name) / "model",
             tokenizer=types.SimpleNamespace(save_pretrained=lambda path: None))
         weights[name] = model.weight.detach().clone()

@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from .config import hydra_app
-from .logprobs import pad_sequences, sequence_logps
+from .batching import packing_mode, token_budget_batches
+from .logprobs import collate_sequences, sequence_logps, set_up_packing
 from .modeling import compute_dtype, default_device, encode_pairs, load_policy
 from .records import PAIR, read_jsonl, write_jsonl
 
@@ -27,16 +28,21 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def score_sequences(model, sequences: list[dict], pad_id: int, batch_size: int, chunk_size: int, desc: str) -> list[float]:
-    """sequence_logps of every sequence, batched by similar length to waste little padding."""
+def score_sequences(model, sequences: list[dict], pad_id: int, batch_size: int, chunk_size: int, desc: str, *,
+                    max_tokens: int | None = None, layout: str = "padded") -> list[float]:
+    """sequence_logps of every sequence, in the given order. The forward passes take the sequences
+    sorted by length, at most ``batch_size`` and ``max_tokens`` tokens each (``token_budget_batches``),
+    in ``layout`` (``inpo.logprobs.collate_sequences``)."""
     device = next(model.parameters()).device
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]["ids"]))
+    groups = token_budget_batches([len(sequences[i]["ids"]) for i in order], max_tokens, batch_size)
     scores = [0.0] * len(sequences)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        index = order[start : start + batch_size]
-        batch = pad_sequences([sequences[i]["ids"] for i in index], [sequences[i]["response_start"] for i in index], pad_id)
+    for group in tqdm(groups, desc=desc, unit="batch"):
+        index = [order[j] for j in group]
+        batch = collate_sequences([sequences[i]["ids"] for i in index], [sequences[i]["response_start"] for i in index],
+                                  pad_id, layout)
         batch = {k: v.to(device) for k, v in batch.items()}
-        for i, value in zip(index, sequence_logps(model, **batch, chunk_size=chunk_size).tolist()):
+        for i, value in zip(index, sequence_logps(model, batch, chunk_size=chunk_size).tolist()):
             scores[i] = value
     return scores
 
@@ -44,6 +50,9 @@ def score_sequences(model, sequences: list[dict], pad_id: int, batch_size: int, 
 def run(cfg: DictConfig) -> list[dict]:
     if cfg.batch_size < 1 or cfg.chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {cfg.batch_size}, {cfg.chunk_size}")
+    if cfg.max_tokens is not None and cfg.max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1 or null, got {cfg.max_tokens}")
+    packing_mode(cfg.packing, None)  # an unknown mode fails here, before any work
     pairs = read_jsonl(cfg.pairs, PAIR)
     device = default_device()
     dtype = compute_dtype(cfg.dtype, device)
@@ -54,7 +63,10 @@ def run(cfg: DictConfig) -> list[dict]:
         model.eval()
         encoded, counts = encode_pairs(tokenizer, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
         sequences = [e[side] for e in encoded for side in ("chosen", "rejected")]
-        scores[role] = score_sequences(model, sequences, tokenizer.pad_token_id, cfg.batch_size, cfg.chunk_size, f"logps {role}")
+        layout = set_up_packing(model, cfg.packing, [s["ids"] for s in sequences], [s["response_start"] for s in sequences],
+                                tokenizer.pad_token_id)
+        scores[role] = score_sequences(model, sequences, tokenizer.pad_token_id, cfg.batch_size, cfg.chunk_size,
+                                       f"logps {role}", max_tokens=cfg.max_tokens, layout=layout)
         del model
     scores.setdefault("prev", scores["ref"])
     log.info("%d pairs: %d prompts cut to max_prompt_length, %d answers scored without an end token (cut by the "

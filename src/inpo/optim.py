@@ -15,8 +15,9 @@ class OptimSettings:
 
     learning_rate: float
     epochs: int = 1
-    batch_size: int = 8  # per device, per micro-batch
-    gradient_accumulation_steps: int = 1
+    batch_size: int = 8  # examples per device and micro-batch (at most, under max_tokens)
+    gradient_accumulation_steps: int = 1  # an optimizer step takes batch_size x this many examples per device
+    max_tokens: int | None = None  # token budget of a micro-batch: the step's examples, longest first, cut by it
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -29,6 +30,8 @@ class OptimSettings:
         for name in ("learning_rate", "epochs", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "log_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        if self.max_tokens is not None and not (isinstance(self.max_tokens, int) and self.max_tokens > 0):
+            raise ValueError(f"optim.max_tokens must be a positive number of tokens or null, got {self.max_tokens!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not isinstance(self.fused, bool):

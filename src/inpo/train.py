@@ -13,17 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app, stage_seed
-from .logprobs import pad_sequences, sequence_logps
+from .batching import packing_mode
+from .logprobs import collate_sequences, sequence_logps, set_up_packing
 from .losses import check_inpo_settings, dpo_loss, inpo_loss, ipo_loss
 from .lora import apply_lora
 from .modeling import encode_pairs, load_policy
 from .records import SCORED_PAIR, read_jsonl, write_json
 from .optim import OptimSettings
-from .training import disable_dropout, finish_training, fit, make_accelerator, tracked_settings
+from .training import Objective, disable_dropout, finish_training, fit, make_accelerator, tracked_settings
 
 LOSSES = ("inpo", "dpo", "ipo")
 
@@ -52,17 +53,19 @@ def encode_scored_pairs(tokenizer, pairs: list[dict], **truncation) -> tuple[lis
     return examples, counts
 
 
-def preference_objective(algo: DictConfig, pad_id: int):
-    """(collate, loss_fn) for one concatenated forward over chosen + rejected (2B sequences)."""
+def preference_objective(algo: DictConfig, pad_id: int, layout: str = "rows") -> Objective:
+    """The preference loss as ``fit``'s Objective: a mean over pairs, each micro-batch one forward over
+    its chosen and rejected sequences (2B of them) in ``layout`` (``inpo.logprobs.collate_sequences``).
+    A pair's length is its chosen plus rejected tokens."""
 
     def collate(examples: list[dict]) -> dict:
-        batch = pad_sequences([e["chosen"] for e in examples] + [e["rejected"] for e in examples],
-                              [e["response_start"] for e in examples] * 2, pad_id)
+        batch = collate_sequences([e["chosen"] for e in examples] + [e["rejected"] for e in examples],
+                                  [e["response_start"] for e in examples] * 2, pad_id, layout)
         batch["logps"] = torch.tensor([e["logps"] for e in examples], dtype=torch.float32)
         return batch
 
-    def loss_fn(model, batch):
-        logps = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"])
+    def loss_sum(model, batch):
+        logps = sequence_logps(model, batch)
         chosen, rejected = logps.chunk(2)
         ref_c, ref_r, prev_c, prev_r = batch["logps"].unbind(-1)
         if algo.loss == "inpo":
@@ -71,9 +74,9 @@ def preference_objective(algo: DictConfig, pad_id: int):
             # The iterative baselines regularize towards the current iterate pi_t.
             losses = (dpo_loss if algo.loss == "dpo" else ipo_loss)(chosen, rejected, prev_c, prev_r, beta=algo.beta)
         margin = ((chosen - prev_c) - (rejected - prev_r)).detach()
-        return losses.mean(), {"logratio_margin": margin.mean().item(), "accuracy": (margin > 0).float().mean().item()}
+        return losses.sum(), {"logratio_margin": margin.sum().item(), "accuracy": (margin > 0).sum().item()}
 
-    return collate, loss_fn
+    return Objective(collate, loss_sum, length=lambda e: len(e["chosen"]) + len(e["rejected"]))
 
 
 def check_truncation(pairs: list[dict], cfg: DictConfig, path: str) -> None:
@@ -87,13 +90,14 @@ def check_truncation(pairs: list[dict], cfg: DictConfig, path: str) -> None:
 
 def run(cfg: DictConfig) -> dict:
     check_algo(cfg.algo)
+    packing_mode(cfg.packing, None)  # an unknown mode fails here, before any work
     settings = OptimSettings(**cfg.optim)
     pairs = read_jsonl(cfg.pairs, SCORED_PAIR)
     check_truncation(pairs, cfg, cfg.pairs)
     description = f"train iter {cfg.iteration}"
     accelerator = make_accelerator(settings, cfg.work_dir, description, report_to=cfg.report_to, tracked=tracked_settings(
         cfg, ["pairs", "policy", "output", "work_dir", "iteration", "seed", "algo", "optim", "lora", "model_dtype",
-              "max_length", "max_prompt_length", "gradient_checkpointing", "disable_dropout"]))
+              "max_length", "max_prompt_length", "gradient_checkpointing", "disable_dropout", "packing"]))
     # Setting the model up draws from the global RNGs (LoRA's initial A, any weight the checkpoint
     # lacks): seeded, from a stream of its own (fit seeds the training's).
     set_seed(stage_seed(cfg.seed, "train-setup", cfg.iteration))
@@ -110,14 +114,16 @@ def run(cfg: DictConfig) -> dict:
     # policy's are noisy against them (at pi_t the INPO loss is then not (1/(2 eta))^2). The saved
     # policy keeps its config's dropout rates: they are settings of whoever trains it next.
     dropout_rates = disable_dropout(model) if cfg.disable_dropout else {}
-    collate, loss_fn = preference_objective(cfg.algo, tokenizer.pad_token_id)
     examples, counts = encode_scored_pairs(tokenizer, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
-    summary = fit(model, examples, collate, loss_fn, settings,
+    layout = set_up_packing(model, cfg.packing, [e[side] for e in examples for side in ("chosen", "rejected")],
+                            [e["response_start"] for e in examples for _ in range(2)], tokenizer.pad_token_id,
+                            check=accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP))
+    summary = fit(model, examples, preference_objective(cfg.algo, tokenizer.pad_token_id, layout), settings,
                   seed=stage_seed(cfg.seed, "train", cfg.iteration), work_dir=cfg.work_dir,
                   output=cfg.output, tokenizer=tokenizer, description=description, accelerator=accelerator,
                   setup={"algo": OmegaConf.to_container(cfg.algo), "policy": str(cfg.policy),
                          "lora": OmegaConf.to_container(cfg.lora), "model_dtype": cfg.model_dtype,
-                         "disable_dropout": cfg.disable_dropout},
+                         "disable_dropout": cfg.disable_dropout, "packing": layout},
                   saved_config=dropout_rates)
     summary.update(pairs=len(pairs), **counts)
     if accelerator.is_main_process:

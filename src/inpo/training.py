@@ -9,12 +9,13 @@ training (the example order, dropout masks) derives from its seed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,11 +29,31 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import PretrainedConfig, get_cosine_schedule_with_warmup
 
+from .batching import token_budget_batches
 from .modeling import save_policy
 from .optim import OptimSettings
 from .records import follow_umask
 
-LossFn = Callable[[torch.nn.Module, Mapping[str, Any]], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What ``fit`` minimizes, in parts that make the loss of an optimizer step the same however its
+    examples are split into micro-batches and packed:
+
+        step loss = sum over its micro-batches b of loss_sum(b) / sum over its examples e of weight(e)
+
+    ``collate``: examples -> a micro-batch. ``loss_sum``: (model, micro-batch) -> (the sum of its
+    examples' loss terms, a scalar tensor; metrics, each summed over its examples like the loss, so
+    that the step's value is their sum over the step divided by its weight). ``weight``: an example's
+    count in the step's denominator (1 for a mean over pairs; its response tokens for a mean over
+    tokens). ``length``: the tokens an example takes, the unit of ``optim.max_tokens``.
+    """
+
+    collate: Callable[[list], Any]
+    loss_sum: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
+    weight: Callable[[Any], float] = lambda example: 1.0
+    length: Callable[[Any], int] = lambda example: 1
 
 
 class EpochShuffle(Sampler[int]):
@@ -114,7 +135,7 @@ def make_accelerator(settings: OptimSettings, work_dir: str | os.PathLike, descr
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_accumulation_steps=1,  # fit accumulates a step's micro-batches itself (their number varies)
         mixed_precision=settings.resolved_precision(),
         log_with=trackers or None,
         project_dir=str(work_dir),
@@ -239,11 +260,50 @@ def use_fused_adamw(settings: OptimSettings, accelerator: Accelerator) -> bool:
             and version.parse(torch.__version__).release >= (2, 4))
 
 
+def step_batches(examples: Sequence[Any], objective: Objective, settings: OptimSettings) -> dict:
+    """The micro-batches of one optimizer step's ``examples`` (collated), its weight and its tokens.
+
+    Without ``optim.max_tokens``: groups of ``optim.batch_size`` in the given order. With it: the
+    examples longest first, cut into groups of at most ``max_tokens`` tokens and ``batch_size``
+    examples (an example over the budget alone), so that similar lengths share a micro-batch.
+    An example is never split.
+    """
+    lengths = [objective.length(e) for e in examples]
+    if settings.max_tokens is None:
+        groups = [list(range(i, min(i + settings.batch_size, len(examples)))) for i in range(0, len(examples), settings.batch_size)]
+    else:
+        order = sorted(range(len(examples)), key=lambda i: -lengths[i])
+        groups = [[order[j] for j in group] for group in
+                  token_budget_batches([lengths[i] for i in order], settings.max_tokens, settings.batch_size)]
+    return {"micro_batches": [objective.collate([examples[i] for i in group]) for group in groups],
+            "weight": float(sum(objective.weight(e) for e in examples)), "tokens": sum(lengths)}
+
+
+def accumulate_step(accelerator: Accelerator, model: torch.nn.Module, objective: Objective, step_batch: Mapping[str, Any]) -> dict[str, float]:
+    """Forward and backward passes over the micro-batches of one optimizer step (``step_batches``),
+    leaving in the parameters' gradients the gradient of the step loss (``Objective``). Gradients are
+    reduced across processes, and DeepSpeed steps, only after the last micro-batch. Returns the step's
+    loss, metrics and tokens. Raises NonFiniteLossError, naming the micro-batch, on a loss that is
+    not finite (before its backward pass).
+    """
+    micro_batches = step_batch["micro_batches"]
+    sums = {"loss": 0.0}
+    for m, micro_batch in enumerate(micro_batches):
+        accelerator.sync_gradients = m == len(micro_batches) - 1
+        with contextlib.nullcontext() if accelerator.sync_gradients else accelerator.no_sync(model):
+            loss, metrics = objective.loss_sum(model, micro_batch)
+            if not torch.isfinite(loss.detach()).all():
+                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) in micro-batch {m}")
+            accelerator.backward(loss / step_batch["weight"])
+        for key, value in {"loss": loss.item(), **metrics}.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    return {**{key: value / step_batch["weight"] for key, value in sums.items()}, "tokens": step_batch["tokens"]}
+
+
 def fit(
     model: torch.nn.Module,
     examples: Sequence[Any],
-    collate: Callable[[list], Mapping[str, Any]],
-    loss_fn: LossFn,
+    objective: Objective,
     settings: OptimSettings,
     *,
     seed: int,
@@ -255,13 +315,16 @@ def fit(
     accelerator: Accelerator | None = None,
     saved_config: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Minimize ``loss_fn`` over ``examples``, save the model with ``tokenizer`` as a Hugging Face
+    """Minimize ``objective`` over ``examples``, save the model with ``tokenizer`` as a Hugging Face
     folder at ``output``, and return a summary.
 
-    ``work_dir`` holds ``checkpoints/`` and ``train_log.jsonl``. A checkpoint is resumed from only
-    if it was made by the same training: the same settings, seed, examples and ``setup`` (anything
-    else the caller wants to count, e.g. the algorithm's config); otherwise training starts afresh.
-    The checkpoints stay until the caller has written all its outputs and calls
+    An optimizer step takes ``optim.batch_size x optim.gradient_accumulation_steps`` examples (per
+    process) in a shuffled order; ``step_batches`` splits them into micro-batches, whose gradients
+    add up to that of the step's loss (``Objective``): the mean over its examples however they
+    were split. ``work_dir`` holds ``checkpoints/`` and ``train_log.jsonl``. A checkpoint is resumed
+    from only if it was made by the same training: the same settings, seed, examples and ``setup``
+    (anything else the caller wants to count, e.g. the algorithm's config); otherwise training starts
+    afresh. The checkpoints stay until the caller has written all its outputs and calls
     ``finish_training``: a job killed before then resumes instead of starting over (a run that
     resumes from its last step only saves the model again). A non-finite loss stops training with
     NonFiniteLossError and leaves the last good checkpoint. Pass the ``accelerator`` made by
@@ -279,7 +342,9 @@ def fit(
     set_seed(seed)
 
     sampler = EpochShuffle(len(examples), seed)
-    loader = DataLoader(list(examples), batch_size=settings.batch_size, sampler=sampler, collate_fn=collate)
+    # one loader item is one optimizer step: its examples, split into micro-batches
+    loader = DataLoader(list(examples), batch_size=settings.batch_size * settings.gradient_accumulation_steps,
+                        sampler=sampler, collate_fn=lambda step: step_batches(step, objective, settings))
     # no weight decay on biases and norm weights
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
@@ -288,10 +353,8 @@ def fit(
         lr=settings.learning_rate, fused=use_fused_adamw(settings, accelerator),
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = math.ceil(len(loader) / settings.gradient_accumulation_steps)
+    steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * settings.epochs
-    # Stepped by hand once per optimizer step, so its length is in optimizer steps on any
-    # number of processes.
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(settings.warmup_ratio * total_steps), total_steps)
     accelerator.register_for_checkpointing(scheduler)
 
@@ -327,28 +390,24 @@ def fit(
         if skip:
             batches = accelerator.skip_first_batches(loader, skip)
             batches.set_epoch(epoch)
-        for index, batch in enumerate(batches, start=skip):
-            with accelerator.accumulate(model):
-                loss, metrics = loss_fn(model, batch)
-                if not torch.isfinite(loss.detach()).all():
-                    raise NonFiniteLossError(
-                        f"[{description}] non-finite loss ({loss.item()}) at epoch {epoch}, batch {index}; "
-                        f"training stopped; the last good checkpoint is {latest_checkpoint(checkpoints) or 'none yet'}"
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and settings.max_grad_norm > 0:
-                    # under DeepSpeed the engine clips (its gradient_clipping) and may report no norm
-                    norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                    if norm is not None:
-                        metrics["grad_norm"] = float(norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            for key, value in {"loss": loss.item(), **metrics}.items():
+        for index, step_batch in enumerate(batches, start=skip):
+            try:
+                step_metrics = accumulate_step(accelerator, model, objective, step_batch)
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(
+                    f"[{description}] {err} at epoch {epoch}, batch {index}; training stopped; "
+                    f"the last good checkpoint is {latest_checkpoint(checkpoints) or 'none yet'}") from None
+            if settings.max_grad_norm > 0:
+                # under DeepSpeed the engine clips (its gradient_clipping) and may report no norm
+                norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                if norm is not None:
+                    step_metrics["grad_norm"] = float(norm)
+            optimizer.step()
+            optimizer.zero_grad()
+            for key, value in step_metrics.items():
                 window.setdefault(key, []).append(float(value))
-            end_of_epoch = index + 1 == len(loader)
-            if not (accelerator.sync_gradients or end_of_epoch):
-                continue
             scheduler.step()
+            end_of_epoch = index + 1 == steps_per_epoch
             progress = {"epoch": epoch, "batches_done": index + 1, "step": progress["step"] + 1, "fingerprint": fingerprint}
             if end_of_epoch:
                 progress.update(epoch=epoch + 1, batches_done=0)

@@ -194,6 +194,7 @@ def _check_stage_configs(config: Mapping[str, Any], conf_dir: Path) -> None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from .batching import packing_mode
     from .optim import OptimSettings
     from .sampler_settings import check_n
 
@@ -209,6 +210,8 @@ def _check_stage_configs(config: Mapping[str, Any], conf_dir: Path) -> None:
                     cfg = compose(config_name=stage if stage in STAGES else "evaluate", overrides=selection + settings + extra)
                     if "optim" in cfg:
                         OptimSettings(**OmegaConf.to_container(cfg.optim))
+                    if "packing" in cfg:
+                        packing_mode(cfg.packing, None)
                     if stage in ("sample", "evaluate"):
                         check_n(cfg.sampler.temperature, cfg.n_samples)
                 except (HydraException, OmegaConfBaseException, ValueError, TypeError) as err:
