@@ -27,7 +27,7 @@ MAX_LENGTH = 15  # logps and train: cuts the longest prompt + answer sequences o
 # Frequent tokens of a random tiny policy end answers too, so that some answers end and others
 # are cut at the limit (quoted: an int in sampler.stop_tokens is a token id).
 STOP_WORDS = ["1", "3", "5", "7", "9"]
-SEED = 4  # on a CPU: its answers give pairs with all three endings below, whole and cut to MAX_LENGTH
+SEED = 6  # on a CPU: its answers give pairs with all three endings below, whole and cut to MAX_LENGTH
 
 
 def user(content):
@@ -101,13 +101,20 @@ def expected_sequence(tokenizer, kept, answer, finish_reason, stop_token) -> Exp
     return Expected(full[:MAX_LENGTH], len(prompt), len(full) > MAX_LENGTH)
 
 
-def real_tokens(row):
-    """(ids, response mask) of a captured padded row, where its attention mask is 1; the ones must be
-    contiguous from the start (right padding)."""
-    ids, attention, response = row
-    n = int(attention.sum())
-    assert attention[:n].all() and not attention[n:].any(), "padding is not on the right"
-    return ids[:n].tolist(), response[:n].tolist()
+def sequences_of(model, batch, **_):
+    """(ids, response mask) of each sequence a ``sequence_logps`` call got, in its order, read back from
+    a packed batch (by ``sequence_ids``) or a padded one (where the attention mask is 1, which must be
+    contiguous from the start: right padding)."""
+    ids, response = batch["input_ids"].detach().cpu(), batch["response_mask"].detach().cpu()
+    if "sequence_ids" in batch:
+        owner = batch["sequence_ids"].detach().cpu()
+        return [(ids[owner == i].tolist(), response[owner == i].tolist()) for i in range(int(owner.max()) + 1)]
+    sequences = []
+    for row, attention, mask in zip(ids, batch["attention_mask"].detach().cpu(), response):
+        n = int(attention.sum())
+        assert attention[:n].all() and not attention[n:].any(), "padding is not on the right"
+        sequences.append((row[:n].tolist(), mask[:n].tolist()))
+    return sequences
 
 
 def capture(monkeypatch, module, name, calls, keep):
@@ -118,11 +125,6 @@ def capture(monkeypatch, module, name, calls, keep):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, wrapper)
-
-
-def rows_of(model, input_ids, attention_mask, response_mask, **_):
-    return [(i.clone(), a.clone(), r.clone()) for i, a, r in
-            zip(input_ids.detach().cpu(), attention_mask.detach().cpu(), response_mask.detach().cpu())]
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +143,10 @@ def run(tmp_path_factory):
         # computed on the CPU, in float32, on any machine
         for module in (sampling, hf_models, logps):
             mp.setattr(module, "default_device", lambda: torch.device("cpu"))
-        capture(mp, logps, "sequence_logps", captured["logps_rows"], rows_of)
+        capture(mp, logps, "sequence_logps", captured["logps_rows"], sequences_of)
         capture(mp, logps, "score_sequences", captured["logps_sequences"],
                 lambda model, sequences, *a, **k: [dict(s) for s in sequences])
-        capture(mp, train, "sequence_logps", captured["train_rows"], rows_of)
+        capture(mp, train, "sequence_logps", captured["train_rows"], sequences_of)
         sample.run(load_config("sample", [
             f"policy={policy}", f"prompts={root}/prompts.jsonl", f"output={root}/samples.jsonl", "n_samples=4",
             f"seed={SEED}", f"sampler.max_new_tokens={SAMPLER_MAX_NEW_TOKENS}",
@@ -250,8 +252,8 @@ def test_logps_score_the_sequences_of_the_chat_template(run):
             mask = [0] * sequence["response_start"] + [1] * (len(sequence["ids"]) - sequence["response_start"])
             check_row(tokenizer, sequence["ids"], mask, want, PROMPTS[p["id"]][1])
 
-    # the padded batches sequence_logps received hold the same rows
-    rows = sorted(real_tokens(row) for batch in run["logps_rows"] for row in batch)
+    # the (packed) batches sequence_logps received hold the same sequences
+    rows = sorted(sequence for batch in run["logps_rows"] for sequence in batch)
     assert rows == sorted((e[side].ids, response_mask(e[side])) for e in expected for side in ("chosen", "rejected"))
 
     # the stored log-probs are of those tokens: recomputed here with the plain model
@@ -274,11 +276,10 @@ def test_train_feeds_the_loss_the_sequences_logps_scored(run):
     want = {(tuple(e["chosen"].ids), tuple(e["rejected"].ids)): (p, e) for p, e in zip(pairs, expected)}
     assert len(want) == len(pairs)
     seen = []
-    for batch in run["train_rows"]:  # each call: the chosen rows of a batch of pairs, then their rejected rows
+    for batch in run["train_rows"]:  # each call: the chosen sequences of a batch of pairs, then their rejected ones
         assert len(batch) % 2 == 0
         half = len(batch) // 2
-        for chosen, rejected in zip(batch[:half], batch[half:]):
-            (chosen_ids, chosen_mask), (rejected_ids, rejected_mask) = real_tokens(chosen), real_tokens(rejected)
+        for (chosen_ids, chosen_mask), (rejected_ids, rejected_mask) in zip(batch[:half], batch[half:]):
             key = (tuple(chosen_ids), tuple(rejected_ids))
             if key not in want:
                 same_prompt = [" | ".join(words(tokenizer, ids) for ids in k) for k in want if k[0][:5] == key[0][:5]]

@@ -23,3 +23,14 @@ def check_n(temperature: float, n: int) -> None:
     if temperature == 0 and n > 1:
         raise ValueError(f"sampler.temperature=0 is greedy decoding, which gives one answer per prompt, but {n} were "
                          f"asked for (n_samples); sample with temperature > 0, or ask for one answer")
+
+
+def check_hf_batching(batch_size: int, batch_tokens: int | None, static_cache: bool, compile: bool) -> None:
+    """Reject the HF sampler's batching settings that cannot run, naming them (that ``static_cache``
+    and ``compile`` need a CUDA GPU is checked where the device is known)."""
+    if batch_size < 1 or batch_tokens is not None and batch_tokens < 1:
+        raise ValueError(f"sampler.batch_size must be >= 1 and sampler.batch_tokens >= 1 or null, got {batch_size}, "
+                         f"{batch_tokens}")
+    if compile and not static_cache:
+        raise ValueError("sampler.compile=true needs sampler.static_cache=true: a compiled decode step (CUDA graphs) "
+                         "needs the fixed shapes of a static cache")
