@@ -2,7 +2,6 @@
 content, the end-of-turn token, the sampler's stop ids and finish reasons, and the tokens logps and
 train score for finished and cut answers."""
 
-import json
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ from inpo.modeling import (build_word_tokenizer, encode, encode_pairs, encode_pr
                            prompt_ids)
 from inpo.sampling import make_sampler
 from inpo.task import VOCABULARY
-from inpo.tiny_models import run as build_tiny_model
 
 LLAMA3_LIKE = (  # Llama 3's chat template's layout, on the word tokenizer's special words
     "{{ bos_token }}{% for m in messages %}{{ '<start> ' + m['role'] + ' <end> ' + m['content'] + ' <eot> ' }}{% endfor %}"
@@ -26,16 +24,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def policy(tmp_path_factory):
-    """A tiny random policy whose generation_config lists two stop ids, [<eos>, <system>] (as
-    Llama-3-Instruct's lists [<|end_of_text|>, <|eot_id|>])."""
-    folder = tmp_path_factory.mktemp("policy") / "model"
-    build_tiny_model(load_config("tiny_models", ["kind=policy", f"output={folder}"]))
-    _, tok = load_policy(folder)
-    config = json.loads((folder / "generation_config.json").read_text())
-    config["eos_token_id"] = [tok.eos_token_id, tok.convert_tokens_to_ids("<system>")]
-    (folder / "generation_config.json").write_text(json.dumps(config))
-    return folder
+def policy(two_stop_policy):
+    return two_stop_policy
 
 
 def words(tokenizer, ids):

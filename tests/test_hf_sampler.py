@@ -3,7 +3,6 @@ generate gives them, answers in prompt order and draws that depend on the seed a
 index only (not on batch sizes, token budgets or shards), top-p as transformers filters, and the
 batching settings checked."""
 
-import json
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ from inpo import sampling
 from inpo.config import load_config
 from inpo.modeling import load_policy, prompt_ids
 from inpo.sampling import HFSampler, completion_fields, draw_tokens, make_sampler
-from inpo.tiny_models import run as build_tiny_model
 
 # prompts of 5 to 20 tokens under the chat template, one of them two turns long
 PROMPTS = ["sort 2 1", "sort 7 3 9 1 0 4 4 8 2 6 5 1 9", "sort 5", "here is the list you asked for : 3 1 2",
@@ -22,16 +20,8 @@ STOPS = "['.','is','sort']"  # beside <eos> and <system> (the generation config'
 
 
 @pytest.fixture(scope="module")
-def policy(tmp_path_factory):
-    """A tiny random policy whose generation_config lists two stop ids, [<eos>, <system>] (as
-    Llama-3-Instruct's lists [<|end_of_text|>, <|eot_id|>])."""
-    folder = tmp_path_factory.mktemp("policy") / "model"
-    build_tiny_model(load_config("tiny_models", ["kind=policy", f"output={folder}"]))
-    _, tok = load_policy(folder)
-    config = json.loads((folder / "generation_config.json").read_text())
-    config["eos_token_id"] = [tok.eos_token_id, tok.convert_tokens_to_ids("<system>")]
-    (folder / "generation_config.json").write_text(json.dumps(config))
-    return str(folder)
+def policy(two_stop_policy):
+    return str(two_stop_policy)
 
 
 def sampler_config(**settings):
