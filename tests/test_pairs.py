@@ -4,7 +4,8 @@ import random
 import numpy as np
 import pytest
 
-from inpo.pairs import Tournament, best_vs_worst, knockout_pair, knockout_rounds, max_knockout_comparisons, play_tournaments
+from inpo.pairs import (SelfPlayPair, Tournament, best_vs_worst, knockout_pair, knockout_rounds, max_knockout_comparisons,
+                        play_tournaments, self_play_pair, win_rates)
 
 
 def by_score(scores):
@@ -137,3 +138,43 @@ def test_tournaments_in_lockstep_match_one_at_a_time_and_batch_each_round():
     assert sum(batches) <= sum(map(max_knockout_comparisons, sizes))
     # K = 8 takes four rounds (4 first-round matches, 2 + 2, 1 + 1, the final): all six prompts fit in four batches
     assert len(batches) == 4 and batches[0] == sum(n // 2 for n in sizes)
+
+
+def from_upper(k, upper):
+    """The K x K preference matrix with P(i > j) = upper[(i, j)] for i < j, P(j > i) = 1 - it (diagonal 0.5)."""
+    matrix = [[0.5] * k for _ in range(k)]
+    for (i, j), p in upper.items():
+        matrix[i][j], matrix[j][i] = p, 1 - p
+    return matrix
+
+
+def test_win_rates_average_each_response_over_the_others():
+    matrix = from_upper(3, {(0, 1): 0.9, (0, 2): 0.4, (1, 2): 0.25})
+    # by hand: Phat(0) = (0.9 + 0.4) / 2, Phat(1) = (0.1 + 0.25) / 2, Phat(2) = (0.6 + 0.75) / 2
+    assert win_rates(matrix) == pytest.approx([0.65, 0.175, 0.675])
+    assert self_play_pair(matrix) == SelfPlayPair(chosen=2, rejected=1, chosen_winrate=pytest.approx(0.675),
+                                                  rejected_winrate=pytest.approx(0.175))
+    # the diagonal is not read, and the win rates of complementary pairs average to 1/2
+    matrix[0][0] = matrix[1][1] = 7.0
+    assert sum(win_rates(matrix)) / 3 == pytest.approx(0.5)
+
+
+def test_self_play_pair_breaks_ties_to_the_lowest_index_and_drops_all_equal_win_rates():
+    # 0 and 1 tie at the top, 2 and 3 at the bottom
+    matrix = from_upper(4, {(0, 1): 0.5, (0, 2): 0.8, (0, 3): 0.8, (1, 2): 0.8, (1, 3): 0.8, (2, 3): 0.5})
+    pair = self_play_pair(matrix)
+    assert (pair.chosen, pair.rejected) == (0, 2)
+    assert self_play_pair(from_upper(4, {})) is None
+    # a cycle: every response beats one and loses to one by the same margin
+    assert self_play_pair(from_upper(3, {(0, 1): 0.7, (1, 2): 0.7, (0, 2): 0.3})) is None
+
+
+@pytest.mark.parametrize("matrix, message", [
+    ([[0.5]], "K >= 2"),
+    ([[0.5, 0.6], [0.4]], "K x K"),
+    ([[0.5, 0.6], [0.6, 0.5]], "summing to 1"),
+    ([[0.5, 1.5], [-0.5, 0.5]], "probabilities"),
+])
+def test_win_rates_reject_a_matrix_that_is_not_a_preference(matrix, message):
+    with pytest.raises(ValueError, match=message):
+        win_rates(matrix)

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from inpo import train
 from inpo.modeling import load_policy
 from inpo.records import PAIR, PROMPT, SAMPLE, SCORED_PAIR, read_json, read_jsonl
+from inpo.sweep import step_size
 from inpo.training import latest_checkpoint
 
 from workflow_helpers import POINT, ROOT, SHARED, SNAKEMAKE, TINY, copy_workflow, planned, snakemake
@@ -91,6 +92,23 @@ def test_iteration_t_starts_from_iteration_t_minus_1(tmp_path):
             break
         train = previous[0]
     assert chain == ["train_prompts t: 3", "train_prompts t: 2", "train_prompts t: 1"]
+
+
+SPPO_SWEEP = "sweep={algo: [inpo, sppo], beta: {sppo: [0.2]}}"
+SPPO_SHARED = f"{SHARED}/pairing~sppo"
+
+
+def test_sppo_shares_iteration_one_samples_but_annotates_its_own_pairs(workflow_copy):
+    counts = planned("--config", "iterations=2", SPPO_SWEEP, workdir=workflow_copy)
+    # iteration 1: one sample job for both points, two annotations (knockout, SPPO's) and their log-probs
+    assert counts == Counter({"sft": 1, "train_prompts": 2, "eval_prompts": 1, "baseline_answers": 1, "sample": 1 + 2,
+                              "annotate": 2 + 2, "logps": 2 + 2, "train": 4, "evaluate": 1 + 4, "report": 1, "all": 1})
+    dry = snakemake("-n", "--printshellcmds", "--config", "iterations=1", SPPO_SWEEP, workdir=workflow_copy)
+    annotate = [line for line in dry.stdout.splitlines() if "-m inpo.annotate" in line]
+    sppo = [line for line in annotate if f"{SPPO_SHARED}/iter1/annotate/pairs.jsonl" in line]
+    others = [line for line in annotate if SPPO_SHARED not in line]
+    # each chain's pairing is a setting of its job (a params rerun trigger)
+    assert len(sppo) == len(others) == 1 and "pairing=sppo" in sppo[0] and "pairing=auto" in others[0]
 
 
 @pytest.mark.parametrize(
@@ -187,6 +205,30 @@ def test_workflow_end_to_end(finished):
         ("sweep={seed: [0, 1]}", {"sample": 1, "annotate": 1, "logps": 1, "train": 1, "evaluate": 1, "report": 1, "all": 1}),
     ]:
         assert planned("--config", f"results={RESULTS}", extension, workdir=workflow_copy) == Counter(expected)
+
+
+@pytest.mark.slow
+def test_sppo_and_a_scheduled_eta_run_two_iterations(workflow_copy):
+    """SPPO and INPO with eta_schedule=theory, side by side for two iterations (training only)."""
+    sppo = "algo~sppo/judge~synthetic_preference/seed~0/beta~0.2"
+    inpo = "algo~inpo/judge~synthetic_preference/seed~0/eta~0.2/tau~0.0667/eta_schedule~theory"
+    summaries = [f"results/sweep/{p}/iter2/train/train_summary.json" for p in (sppo, inpo)]
+    sweep = "sweep={algo: [sppo, inpo], beta: {sppo: [0.2]}, eta_schedule: {inpo: [theory]}}"
+    run = snakemake("--config", "iterations=2", sweep, "--", *summaries, workdir=workflow_copy)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = workflow_copy / "results"
+    # K = 4 answers to each of 32 prompts: K(K-1) ordered comparisons per prompt, one oracle call each
+    for chain, t in ((SPPO_SHARED, 1), (f"sweep/{sppo}", 2)):
+        stats = read_json(results / chain / f"iter{t}/annotate/annotation.json")
+        assert stats["pairing"] == "sppo" and stats["comparisons"] == stats["oracle_calls"] == 32 * 4 * 3
+        assert all(p["chosen_winrate"] > p["rejected_winrate"]
+                   for p in read_jsonl(results / chain / f"iter{t}/logps/scored_pairs.jsonl", SCORED_PAIR))
+    assert read_json(results / SHARED / "iter1/annotate/annotation.json")["pairing"] == "knockout"
+    for t in (1, 2):
+        assert read_json(results / "sweep" / sppo / f"iter{t}/train/train_summary.json")["algo"]["beta"] == 0.2
+        # eta_t = eta (t + 2) / 3: 0.2, then 0.2 * 4/3
+        algo = read_json(results / "sweep" / inpo / f"iter{t}/train/train_summary.json")["algo"]
+        assert algo["eta_schedule"] == "theory" and algo["eta"] == pytest.approx(0.2 * (t + 2) / 3) == step_size(inpo, t)
 
 
 def with_overrides(**stages) -> str:

@@ -88,6 +88,8 @@ def default_config(**changes) -> dict:
     ({"overrides": {"train": ["optim.learning_rate=-1e-4"]}}, r"overrides.train=.*optim.learning_rate must be > 0, got -0.0001"),
     ({"overrides": {"sft": ["optim.epochs=0"]}}, r"overrides.sft=.*optim.epochs must be > 0"),
     ({"overrides": {"annotate": ["judge=nope"]}}, r"overrides.annotate=.*nope"),
+    ({"sweep": {"algo": ["inpo", "sppo"]}, "overrides": {"annotate": ["pairing=knockout"]}},
+     r"overrides.annotate: pairing=knockout would apply to SPPO's pairs too, which need pairing=sppo"),
     ({"overrides": {"sample": ["sampler.temperature=0"]}}, r"overrides.sample=.*greedy decoding, .* but 8 were asked for"),
     ({"overrides": {"evaluate": ["sampler.temperature=0", "n_samples=2"]}}, r"overrides.evaluate=.*but 2 were asked for"),
     ({"evaluations": ["alpaca_eval_2"], "reference": "RLHFlow/LLaMA3-SFT", "overrides": {"alpaca_eval_2": ["eval.limt=3"]}},
@@ -96,6 +98,10 @@ def default_config(**changes) -> dict:
 def test_a_bad_setting_is_named_with_the_valid_ones(changes, message):
     with pytest.raises(WorkflowConfigError, match=message):
         check_workflow_config(default_config(**changes), CONF)
+
+
+def test_sppo_takes_annotate_overrides_other_than_the_pairing():
+    check_workflow_config(default_config(algo="sppo", beta=0.2, overrides={"annotate": ["mask_truncated_completions=true"]}), CONF)
 
 
 def test_a_hub_name_must_be_in_the_cache_when_the_hub_is_offline(monkeypatch):
@@ -110,7 +116,7 @@ def test_a_hub_name_must_be_in_the_cache_when_the_hub_is_offline(monkeypatch):
 
 def test_the_shipped_configs_pass(tmp_path):
     check_workflow_config(default_config(), CONF)
-    for extra in ("conf/sweeps/table1.yaml", "tests/data/workflow_tiny.yaml", "conf/experiment/paper_llama3_8b.yaml"):
+    for extra in ("conf/sweeps/table1.yaml", "conf/sweeps/convergence.yaml", "tests/data/workflow_tiny.yaml", "conf/experiment/paper_llama3_8b.yaml"):
         check_workflow_config(default_config(**yaml.safe_load((ROOT / extra).read_text())), CONF)
     dataset = tmp_path / "prompts.jsonl"
     dataset.write_text('{"prompt": "sort 3 1"}\n')

@@ -2,9 +2,12 @@
 
 Pairwise judges play the knockout tournament (``inpo.pairs.knockout_rounds``), all prompts'
 tournaments in lockstep so that each round is one batch for the judge; scalar reward judges
-take best vs worst. The number of oracle calls is recorded. Answers the sampler cut at its length
-limit are kept (``mask_truncated_completions`` leaves them out, ``missing_eos_penalty`` lowers
-their reward), and each pair records how its two answers ended, for ``logps`` and ``train``.
+take best vs worst. SPPO (``pairing=sppo``, which the workflow sets for ``algo=sppo``) judges every
+pair of each prompt's answers, all prompts in one batch, and keeps the highest and lowest win rate
+(``inpo.pairs.self_play_pair``), recorded with the pair. The numbers of comparisons and oracle
+calls are recorded. Answers the sampler cut at its length limit are kept
+(``mask_truncated_completions`` leaves them out, ``missing_eos_penalty`` lowers their reward), and
+each pair records how its two answers ended, for ``logps`` and ``train``.
 
     python -m inpo.annotate samples=results/iter1/samples.jsonl output=results/iter1/pairs.jsonl \
         stats=results/iter1/annotation.json
@@ -12,35 +15,62 @@ their reward), and each pair records how its two answers ended, for ``logps`` an
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app
-from .judges import RewardJudge, make_judge, sigmoid
-from .pairs import best_vs_worst, knockout_rounds, play_tournaments
+from .judges import Comparison, RewardJudge, make_judge, sigmoid
+from .pairs import best_vs_worst, knockout_rounds, play_tournaments, self_play_pair
 from .records import SAMPLE, cut_counts, read_jsonl, write_json, write_jsonl
 
-PAIRINGS = ("auto", "knockout", "best_vs_worst")
+PAIRINGS = ("auto", "knockout", "best_vs_worst", "sppo")
 # A sample record's per-answer fields: a pair carries its two answers' values as chosen_*/rejected_*.
 ANSWER_FIELDS = ("id", "prompt", "responses", "finish_reasons", "stop_tokens", "prompt_truncated")
 
 
-Pick = tuple[int, int, float] | None  # (chosen index, rejected index, P(chosen > rejected)), or no pair
+# (chosen index, rejected index, the pair's oracle fields: ``preference`` = P(chosen > rejected), and
+# for SPPO ``chosen_winrate``/``rejected_winrate``), or no pair
+Pick = tuple[int, int, dict[str, float]] | None
+CompareMany = Callable[[Sequence[Comparison]], list[float]]  # a judge's compare_many
 
 
-def knockout_pairs(judge, samples: list[dict], candidates: list[list[int]]) -> list[Pick]:
+def knockout_pairs(compare_many: CompareMany, samples: list[dict], candidates: list[list[int]]) -> list[Pick]:
     """Every prompt's knockout tournament among its ``candidates`` (indices into its responses),
-    round by round, each round one ``judge.compare_many`` batch."""
+    round by round, each round one ``compare_many`` batch."""
     tournaments = [knockout_rounds(len(c)) if len(c) >= 2 else None for c in candidates]
     playing = [k for k, t in enumerate(tournaments) if t is not None]
 
     def judge_round(matches):
-        return judge.compare_many([(samples[playing[k]], samples[playing[k]]["responses"][candidates[playing[k]][i]],
-                                    samples[playing[k]]["responses"][candidates[playing[k]][j]]) for k, (i, j) in matches])
+        return compare_many([(samples[playing[k]], samples[playing[k]]["responses"][candidates[playing[k]][i]],
+                              samples[playing[k]]["responses"][candidates[playing[k]][j]]) for k, (i, j) in matches])
 
     picked: list[Pick] = [None] * len(samples)
     for k, t in zip(playing, play_tournaments([tournaments[k] for k in playing], judge_round)):
         if t is not None:
-            picked[k] = (candidates[k][t.chosen], candidates[k][t.rejected], t.preference)
+            picked[k] = (candidates[k][t.chosen], candidates[k][t.rejected], {"preference": t.preference})
+    return picked
+
+
+def sppo_pairs(compare_many: CompareMany, samples: list[dict], candidates: list[list[int]]) -> list[Pick]:
+    """SPPO's pair of each prompt (``inpo.pairs.self_play_pair``): every pair a < b of its
+    ``candidates`` judged, K(K-1)/2 comparisons for K candidates, all prompts in one ``compare_many``
+    batch."""
+    matches = [(k, a, b) for k, c in enumerate(candidates) for a in range(len(c)) for b in range(a + 1, len(c))]
+    answers = compare_many([(samples[k], samples[k]["responses"][candidates[k][a]],
+                             samples[k]["responses"][candidates[k][b]]) for k, a, b in matches])
+    if len(answers) != len(matches):
+        raise ValueError(f"asked the judge for {len(matches)} comparisons, got {len(answers)} results")
+    matrices = [[[0.5] * len(c) for _ in c] for c in candidates]
+    for (k, a, b), p in zip(matches, answers):
+        matrices[k][a][b], matrices[k][b][a] = p, 1.0 - p
+    picked: list[Pick] = []
+    for indices, matrix in zip(candidates, matrices):
+        pair = self_play_pair(matrix) if len(indices) >= 2 else None
+        picked.append(None if pair is None else (
+            indices[pair.chosen], indices[pair.rejected],
+            {"preference": matrix[pair.chosen][pair.rejected], "chosen_winrate": pair.chosen_winrate,
+             "rejected_winrate": pair.rejected_winrate}))
     return picked
 
 
@@ -53,7 +83,8 @@ def best_vs_worst_pairs(judge, samples: list[dict], candidates: list[list[int]],
         r = [next(rewards) - (missing_eos_penalty or 0.0) * (record["finish_reasons"][i] == "length") for i in indices]
         pair = best_vs_worst(r) if len(r) >= 2 else None
         # A scalar reward implies the Bradley-Terry preference sigmoid(r_w - r_l).
-        picked.append(None if pair is None else (indices[pair[0]], indices[pair[1]], sigmoid(r[pair[0]] - r[pair[1]])))
+        picked.append(None if pair is None else
+                      (indices[pair[0]], indices[pair[1]], {"preference": sigmoid(r[pair[0]] - r[pair[1]])}))
     return picked
 
 
@@ -77,18 +108,26 @@ def run(cfg: DictConfig) -> dict:
                   for r in samples]
     without_two = sum(len(c) < 2 for c in candidates)
     candidates = [c if len(c) >= 2 else [] for c in candidates]  # no pair, so nothing to judge
-    picked = (best_vs_worst_pairs(judge, samples, candidates, cfg.missing_eos_penalty) if pairing == "best_vs_worst"
-              else knockout_pairs(judge, samples, candidates))
+    asked = []  # the size of each batch of comparisons put to the judge
+
+    def compare_many(comparisons: Sequence[Comparison]) -> list[float]:
+        asked.append(len(comparisons))
+        return judge.compare_many(comparisons)
+
+    if pairing == "best_vs_worst":
+        picked = best_vs_worst_pairs(judge, samples, candidates, cfg.missing_eos_penalty)
+    else:
+        picked = (sppo_pairs if pairing == "sppo" else knockout_pairs)(compare_many, samples, candidates)
     pairs = []
     for record, choice in zip(samples, picked):
         if choice is None:
             continue
-        chosen, rejected, preference = choice
+        chosen, rejected, oracle = choice
         extra = {k: v for k, v in record.items() if k not in ANSWER_FIELDS}
         pairs.append({
             "id": record["id"], "prompt": record["prompt"],
             "chosen": record["responses"][chosen], "rejected": record["responses"][rejected],
-            "chosen_index": chosen, "rejected_index": rejected, "preference": preference,
+            "chosen_index": chosen, "rejected_index": rejected, **oracle,
             **{f"{side}_{field}": record[f"{field}s"][index] for side, index in (("chosen", chosen), ("rejected", rejected))
                for field in ("finish_reason", "stop_token")},
             **extra,
@@ -98,6 +137,8 @@ def run(cfg: DictConfig) -> dict:
     counts = cut_counts(samples)
     stats = {"judge": cfg.judge.kind, "pairing": pairing, "prompts": len(samples), "pairs": len(pairs),
              "dropped": len(samples) - len(pairs), "oracle_calls": judge.n_calls,
+             # pairs compared, each in both presentation orders (a judge averages them): K(K-1) per prompt for sppo
+             "comparisons": 2 * sum(asked),
              # how the answers ended (inpo.sampling) and what that did to the pairs
              "responses": sum(len(r["responses"]) for r in samples),
              "responses_cut": counts["answers_cut"], "prompts_truncated": counts["prompts_truncated"],

@@ -93,3 +93,32 @@ def ipo_loss(
         raise ValueError(f"beta must be > 0, got beta={beta}")
     logits = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     return (logits - 1.0 / (2.0 * beta)) ** 2
+
+
+def sppo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    prev_chosen_logps: Tensor,
+    prev_rejected_logps: Tensor,
+    chosen_winrate: Tensor,
+    rejected_winrate: Tensor,
+    *,
+    beta: float,
+) -> Tensor:
+    """SPPO loss (Wu et al., 2024, "Self-Play Preference Optimization"), per pair:
+
+        loss = ( log pi(y_w)/pi_t(y_w) - (1/beta) (Phat(y_w) - 1/2) )^2
+             + ( log pi(y_l)/pi_t(y_l) - (1/beta) (Phat(y_l) - 1/2) )^2
+
+    with Phat(y) the estimated win rate of y against pi_t (``inpo.pairs.win_rates``) and ``prev``
+    the current iterate pi_t (frozen). Each answer's log-ratio is regressed onto its own target, so
+    its minimizer over answers drawn from pi_t is log pi(y)/pi_t(y) = (P(y > pi_t) - 1/2)/beta,
+    which approximates pi_{t+1} ∝ pi_t exp(P(y > pi_t)/beta) (1/(2 beta) standing in for its
+    log-normalizer, as E_{y ~ pi_t} P(y > pi_t) = 1/2): ``inpo.game.omd_step`` with eta = beta,
+    tau = 0, INPO without KL's step. (uclaml/SPPO's trainer, loss_type="sppo", halves this sum.)
+    """
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got beta={beta}")
+    chosen = (policy_chosen_logps - prev_chosen_logps) - (chosen_winrate - 0.5) / beta
+    rejected = (policy_rejected_logps - prev_rejected_logps) - (rejected_winrate - 0.5) / beta
+    return chosen**2 + rejected**2

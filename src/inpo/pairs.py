@@ -2,8 +2,10 @@
 
 - With a pairwise judge: ``knockout_pair``, the knockout tournament of DESIGN.md section 2.
 - With a scalar reward: ``best_vs_worst``, y_w = argmax reward, y_l = argmin reward.
+- For SPPO: ``self_play_pair``, the highest and lowest estimated win rate against pi_t, from every
+  pair's comparison (DESIGN.md section 2).
 
-Both work on indices into the K responses, so they know nothing about texts or judges.
+All work on indices into the K responses, so they know nothing about texts or judges.
 """
 
 from __future__ import annotations
@@ -142,3 +144,42 @@ def best_vs_worst(rewards: Sequence[float]) -> tuple[int, int] | None:
     best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))
     worst = min(range(len(rewards)), key=lambda i: (rewards[i], i))
     return None if rewards[best] == rewards[worst] else (best, worst)
+
+
+@dataclass(frozen=True)
+class SelfPlayPair:
+    """SPPO's pair: indices of y_w and y_l and their estimated win rates Phat(y > pi_t)."""
+
+    chosen: int
+    rejected: int
+    chosen_winrate: float
+    rejected_winrate: float
+
+
+def win_rates(matrix: Sequence[Sequence[float]]) -> list[float]:
+    """Each response's estimated win rate against the policy that sampled them (SPPO, Wu et al., 2024):
+
+        Phat(y_i > pi_t) = 1/(K-1) * sum_{j != i} P(y_i > y_j)
+
+    from the K x K matrix ``matrix[i][j]`` = P(y_i > y_j); the diagonal is not read. The pairs must
+    be complementary, P(y_i > y_j) + P(y_j > y_i) = 1, as an order-averaged judge gives them.
+    (uclaml/SPPO's compute_prob.py also counts y_i against itself at 1/2, dividing by K: that
+    shrinks Phat - 1/2 by (K-1)/K; here the K-1 other samples estimate P(y_i > pi_t).)
+    """
+    k = len(matrix)
+    if k < 2 or any(len(row) != k for row in matrix):
+        raise ValueError(f"win rates need a K x K matrix with K >= 2, got rows of lengths {[len(r) for r in matrix]}")
+    for i in range(k):
+        for j in range(i + 1, k):
+            p, q = float(matrix[i][j]), float(matrix[j][i])
+            if not (0.0 <= p <= 1.0 and 0.0 <= q <= 1.0 and math.isclose(p + q, 1.0, abs_tol=1e-9)):
+                raise ValueError(f"P({i} beats {j}) = {p} and P({j} beats {i}) = {q} must be probabilities summing to 1")
+    return [sum(float(matrix[i][j]) for j in range(k) if j != i) / (k - 1) for i in range(k)]
+
+
+def self_play_pair(matrix: Sequence[Sequence[float]]) -> SelfPlayPair | None:
+    """SPPO's pair from every pair's preference ``matrix[i][j]`` = P(y_i > y_j): y_w = argmax and
+    y_l = argmin of ``win_rates`` (ties to the lowest index); None when all win rates are equal."""
+    rates = win_rates(matrix)
+    pair = best_vs_worst(rates)
+    return None if pair is None else SelfPlayPair(pair[0], pair[1], rates[pair[0]], rates[pair[1]])

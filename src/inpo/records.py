@@ -7,7 +7,8 @@ Kinds of record (fields every record of the kind must have, with their JSON type
                 each answer ended, ``stop`` at that token or ``length`` with null when cut at the
                 limit), prompt_truncated (the prompt was cut to max_prompt_length)
 - pair:         id, prompt, chosen, rejected            (TRL's field names); annotated pairs add
-                chosen_/rejected_finish_reason and _stop_token (absent: finished answers)
+                chosen_/rejected_finish_reason and _stop_token (absent: finished answers), and
+                SPPO's (annotate pairing=sppo) chosen_/rejected_winrate
 - scored pair:  a pair plus ref/prev chosen/rejected summed log-probs
 - answer:       id, prompt, response                    (evaluation answers)
 
@@ -47,7 +48,8 @@ ANSWER = {"id": str, "prompt": str, "response": str}
 # Fields any record may have, checked where present: every stage that prompts a model reads
 # ``messages`` (inpo.modeling.conversation).
 OPTIONAL = {"messages": list[ChatTurn], **{f"{side}_{field}": kind for side in ("chosen", "rejected")
-                                         for field, kind in (("finish_reason", str), ("stop_token", str | None))}}
+                                         for field, kind in (("finish_reason", str), ("stop_token", str | None),
+                                                             ("winrate", float))}}
 
 _JSON_TYPE_NAMES = {str: "a string", list: "a list", float: "a finite number", int: "an integer", dict: "an object",
                     bool: "true or false", str | None: "a string or null", list[str]: "a list of strings",

@@ -1,5 +1,6 @@
-"""Stage ``train``: minimize the preference loss (INPO by default; DPO or IPO as baselines)
-over the scored pairs, starting from pi_t, and save pi_{t+1}.
+"""Stage ``train``: minimize the preference loss (INPO by default; DPO, IPO or SPPO as baselines)
+over the scored pairs, starting from pi_t, and save pi_{t+1}. INPO's eta of iteration t follows
+``algo.eta_schedule`` (``inpo.schedules``); SPPO's pairs must carry win rates (annotate pairing=sppo).
 
     python -m inpo.train pairs=results/iter1/scored_pairs.jsonl policy=results/sft/model \
         output=results/iter1/policy work_dir=results/iter1/train algo.eta=0.05 algo.tau=0.0167
@@ -19,14 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 from .config import hydra_app, stage_seed
 from .batching import packing_mode
 from .logprobs import collate_sequences, sequence_logps, set_up_packing
-from .losses import check_inpo_settings, dpo_loss, inpo_loss, ipo_loss
+from .losses import dpo_loss, inpo_loss, ipo_loss, sppo_loss
 from .lora import apply_lora
 from .modeling import encode_pairs, load_policy
 from .records import SCORED_PAIR, read_jsonl, write_json
 from .optim import OptimSettings
+from .schedules import check_eta_schedule, eta_at
 from .training import Objective, disable_dropout, finish_training, fit, make_accelerator, tracked_settings
 
-LOSSES = ("inpo", "dpo", "ipo")
+LOSSES = ("inpo", "dpo", "ipo", "sppo")
+# What a scored pair must carry besides its log-probs, by loss: SPPO's win rates, which annotate
+# records with pairing=sppo (and logps copies).
+PAIR_TARGETS = {"sppo": ("chosen_winrate", "rejected_winrate")}
 
 
 def check_algo(algo: DictConfig) -> None:
@@ -35,28 +40,47 @@ def check_algo(algo: DictConfig) -> None:
         raise ValueError(f"algo.loss must be one of {LOSSES}, got {algo.loss!r}")
     if algo.loss == "inpo":
         try:
-            check_inpo_settings(algo.eta, algo.tau)
+            check_eta_schedule(algo.eta, algo.tau, algo.eta_schedule)
         except ValueError as err:
             raise ValueError(f"algo: {err}") from None
     elif not algo.beta > 0:
         raise ValueError(f"algo.beta must be > 0, got {algo.beta}")
 
 
-def encode_scored_pairs(tokenizer, pairs: list[dict], **truncation) -> tuple[list[dict], dict[str, int]]:
-    """Training examples (chosen and rejected token ids, the stored log-probs) and the counts of
-    ``inpo.modeling.encode_pairs``: the same tokens the ``logps`` stage scored."""
+def iteration_algo(algo: DictConfig, t: int) -> DictConfig:
+    """The algorithm settings of iteration t: INPO's eta is its schedule's eta_t (``inpo.schedules.eta_at``)."""
+    if algo.loss != "inpo":
+        return algo
+    return OmegaConf.merge(algo, {"eta": eta_at(algo.eta, algo.eta_schedule, t)})
+
+
+def check_pair_targets(pairs: list[dict], algo: DictConfig, path: str) -> None:
+    """The scored pairs must carry what the loss reads besides log-probs (``PAIR_TARGETS``)."""
+    for pair in pairs:
+        missing = [f for f in PAIR_TARGETS.get(algo.loss, ()) if f not in pair]
+        if missing:
+            raise ValueError(f"{path}: pair {pair['id']!r} has no {missing[0]} field: the pairs were not annotated "
+                             f"with pairing=sppo, and algo.loss={algo.loss} needs each answer's win rate")
+
+
+def encode_scored_pairs(tokenizer, pairs: list[dict], targets: tuple[str, ...] = (),
+                        **truncation) -> tuple[list[dict], dict[str, int]]:
+    """Training examples (chosen and rejected token ids, the stored log-probs followed by the pairs'
+    ``targets`` fields, e.g. SPPO's win rates) and the counts of ``inpo.modeling.encode_pairs``: the
+    same tokens the ``logps`` stage scored."""
     encoded, counts = encode_pairs(tokenizer, pairs, **truncation)
     examples = [{
         "chosen": e["chosen"]["ids"], "rejected": e["rejected"]["ids"], "response_start": e["chosen"]["response_start"],
-        "logps": [pair["ref_chosen_logp"], pair["ref_rejected_logp"], pair["prev_chosen_logp"], pair["prev_rejected_logp"]],
+        "logps": [pair["ref_chosen_logp"], pair["ref_rejected_logp"], pair["prev_chosen_logp"], pair["prev_rejected_logp"],
+                  *(pair[f] for f in targets)],
     } for pair, e in zip(pairs, encoded)]
     return examples, counts
 
 
 def preference_objective(algo: DictConfig, pad_id: int, layout: str = "rows") -> Objective:
-    """The preference loss as ``fit``'s Objective: a mean over pairs, each micro-batch one forward over
-    its chosen and rejected sequences (2B of them) in ``layout`` (``inpo.logprobs.collate_sequences``).
-    A pair's length is its chosen plus rejected tokens."""
+    """The preference loss of ``algo`` (an iteration's settings, ``iteration_algo``) as ``fit``'s Objective:
+    a mean over pairs, each micro-batch one forward over its chosen and rejected sequences (2B of them)
+    in ``layout`` (``inpo.logprobs.collate_sequences``). A pair's length is its chosen plus rejected tokens."""
 
     def collate(examples: list[dict]) -> dict:
         batch = collate_sequences([e["chosen"] for e in examples] + [e["rejected"] for e in examples],
@@ -67,9 +91,12 @@ def preference_objective(algo: DictConfig, pad_id: int, layout: str = "rows") ->
     def loss_sum(model, batch):
         logps = sequence_logps(model, batch)
         chosen, rejected = logps.chunk(2)
-        ref_c, ref_r, prev_c, prev_r = batch["logps"].unbind(-1)
+        ref_c, ref_r, prev_c, prev_r, *targets = batch["logps"].unbind(-1)
         if algo.loss == "inpo":
             losses = inpo_loss(chosen, rejected, ref_c, ref_r, prev_c, prev_r, eta=algo.eta, tau=algo.tau)
+        elif algo.loss == "sppo":
+            # SPPO's log-ratios are against pi_t too; targets = the win rates Phat(y_w), Phat(y_l)
+            losses = sppo_loss(chosen, rejected, prev_c, prev_r, *targets, beta=algo.beta)
         else:
             # The iterative baselines regularize towards the current iterate pi_t.
             losses = (dpo_loss if algo.loss == "dpo" else ipo_loss)(chosen, rejected, prev_c, prev_r, beta=algo.beta)
@@ -94,6 +121,8 @@ def run(cfg: DictConfig) -> dict:
     settings = OptimSettings(**cfg.optim)
     pairs = read_jsonl(cfg.pairs, SCORED_PAIR)
     check_truncation(pairs, cfg, cfg.pairs)
+    check_pair_targets(pairs, cfg.algo, cfg.pairs)
+    algo = iteration_algo(cfg.algo, cfg.iteration)
     description = f"train iter {cfg.iteration}"
     accelerator = make_accelerator(settings, cfg.work_dir, description, report_to=cfg.report_to, tracked=tracked_settings(
         cfg, ["pairs", "policy", "output", "work_dir", "iteration", "seed", "algo", "optim", "lora", "model_dtype",
@@ -114,18 +143,20 @@ def run(cfg: DictConfig) -> dict:
     # policy's are noisy against them (at pi_t the INPO loss is then not (1/(2 eta))^2). The saved
     # policy keeps its config's dropout rates: they are settings of whoever trains it next.
     dropout_rates = disable_dropout(model) if cfg.disable_dropout else {}
-    examples, counts = encode_scored_pairs(tokenizer, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+    examples, counts = encode_scored_pairs(tokenizer, pairs, PAIR_TARGETS.get(algo.loss, ()), max_length=cfg.max_length,
+                                           max_prompt_length=cfg.max_prompt_length)
     layout = set_up_packing(model, cfg.packing, [e[side] for e in examples for side in ("chosen", "rejected")],
                             [e["response_start"] for e in examples for _ in range(2)], tokenizer.pad_token_id,
                             check=accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.FSDP))
-    summary = fit(model, examples, preference_objective(cfg.algo, tokenizer.pad_token_id, layout), settings,
+    summary = fit(model, examples, preference_objective(algo, tokenizer.pad_token_id, layout), settings,
                   seed=stage_seed(cfg.seed, "train", cfg.iteration), work_dir=cfg.work_dir,
                   output=cfg.output, tokenizer=tokenizer, description=description, accelerator=accelerator,
-                  setup={"algo": OmegaConf.to_container(cfg.algo), "policy": str(cfg.policy),
+                  setup={"algo": OmegaConf.to_container(algo), "policy": str(cfg.policy),
                          "lora": OmegaConf.to_container(cfg.lora), "model_dtype": cfg.model_dtype,
                          "disable_dropout": cfg.disable_dropout, "packing": layout},
                   saved_config=dropout_rates)
-    summary.update(pairs=len(pairs), **counts)
+    # the settings this iteration trained with: INPO's eta is eta_t of its eta_schedule
+    summary.update(pairs=len(pairs), **counts, algo=OmegaConf.to_container(algo))
     if accelerator.is_main_process:
         write_json(Path(cfg.work_dir) / "train_summary.json", summary)
     finish_training(cfg.work_dir, accelerator)

@@ -21,6 +21,8 @@ import shlex
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .sweep import grid_judges
+
 # Each stage is the Hydra app inpo.<stage> with conf/<stage>.yaml.
 STAGES = ("prompts", "sft", "sample", "annotate", "logps", "train", "evaluate", "report")
 # Overrides that change how a stage reports, never what it computes: left out of Snakemake's
@@ -112,7 +114,8 @@ def _check_names(config: Mapping[str, Any], conf_dir: Path) -> None:
     sweep = config.get("sweep") or {}
     for key, group in (("algo", "algo"), ("judge", "judge"), ("eval_judge", "judge"), ("sampler", "sampler")):
         valid = options(conf_dir, group)
-        for source, values in ((key, [config[key]]), (f"sweep.{key}", sweep.get(key, []))):
+        swept = grid_judges(sweep.get(key, [])) if key == "judge" else sweep.get(key, [])
+        for source, values in ((key, [config[key]]), (f"sweep.{key}", swept)):
             for value in values:
                 if str(value) not in valid:
                     raise _unknown(source, str(value), valid)
@@ -172,6 +175,12 @@ def _check_settings(config: Mapping[str, Any]) -> None:
     if config["max_length"] and config["max_prompt_length"] and config["max_prompt_length"] >= config["max_length"]:
         raise WorkflowConfigError(f"max_prompt_length={config['max_prompt_length']} must be below "
                                   f"max_length={config['max_length']}")
+    algos = (config.get("sweep") or {}).get("algo", [config["algo"]])
+    annotate = (config.get("overrides") or {}).get("annotate", [])
+    pairing = [o for o in annotate if o.split("=", 1)[0].lstrip("+~") == "pairing"]
+    if "sppo" in algos and pairing:
+        raise WorkflowConfigError(f"overrides.annotate: {pairing[0]} would apply to SPPO's pairs too, which need "
+                                  f"pairing=sppo (the workflow sets each chain's pairing: sppo for algo=sppo, else auto)")
 
 
 def stage_selections(config: Mapping[str, Any]) -> dict[str, list[list[str]]]:
@@ -180,7 +189,7 @@ def stage_selections(config: Mapping[str, Any]) -> dict[str, list[list[str]]]:
     return {
         "prompts": [[]], "sft": [[]], "logps": [[]], "report": [[]],
         "sample": [[f"sampler={config['sampler']}"]],
-        "annotate": [[f"judge={j}"] for j in dict.fromkeys(sweep.get("judge", [config["judge"]]))],
+        "annotate": [[f"judge={j}"] for j in grid_judges(sweep.get("judge", [config["judge"]]))],
         "train": [[f"algo={a}"] for a in dict.fromkeys(sweep.get("algo", [config["algo"]]))],
         "evaluate": [[f"judge={config['eval_judge']}"]],
         **{b: [[f"eval={b}", f"sampler={config['sampler']}"]] for b in config["evaluations"] if b != "heldout"},
