@@ -1,6 +1,7 @@
 """Each stage's run(cfg) on a tiny SFT model, chained as the workflow chains them."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -13,10 +14,14 @@ import torch
 
 from inpo import annotate, evaluate, logps, prompts, report, sample, sft, train
 from inpo.config import load_config
+from inpo.judges.synthetic import SyntheticPreferenceOracle
 from inpo.modeling import load_policy
 from inpo.training import NonFiniteLossError, Objective, OptimSettings, fit, latest_checkpoint
 from inpo.records import PAIR, SAMPLE, SCORED_PAIR, RecordError, read_json, read_jsonl, write_jsonl
 from inpo.task import make_prompts, render_response
+from inpo.game import omd_step
+from inpo.game_metrics import answer_cells, cell_counts, smoothed, total_variation
+from inpo.judges.synthetic import SyntheticPreferenceOracle
 from sample_records import finished
 
 TINY_MODEL = [
@@ -143,11 +148,97 @@ def test_train_moves_the_policy_towards_the_chosen_responses(chain):
 
 
 def test_train_rejects_bad_algorithm_settings_before_loading_anything(tmp_path):
-    for overrides, message in [(["algo.eta=0"], "eta must be > 0"), (["algo.tau=0.5", "algo.eta=0.1"], "tau must be <= eta")]:
+    for overrides, message in [(["algo.eta=0"], "eta must be > 0"), (["algo.tau=0.5", "algo.eta=0.1"], "tau must be <= eta"),
+                               (["algo.eta_schedule=cosine"], "algo: eta_schedule must be one of"),
+                               (["algo=sppo", "algo.beta=0"], "algo.beta must be > 0, got 0")]:
         cfg = load_config("train", [f"pairs={tmp_path}/missing.jsonl", "policy=none", f"output={tmp_path}/o",
                                     f"work_dir={tmp_path}/w", *overrides])
         with pytest.raises(ValueError, match=message):
             train.run(cfg)
+
+
+def eight_answer_samples(folder, n_prompts=3):
+    """Samples of the embedded task with K = 8 distinct answers per prompt (correct or not, in
+    every bracket style, with short and long preambles)."""
+    records = []
+    for p in make_prompts(n_prompts, seed=5, split="train1"):
+        answers = [render_response(items, style, verbosity) for items in (sorted(p["items"]), p["items"])
+                   for style, verbosity in ((0, 0), (1, 1), (2, 2), (0, 3))]
+        records.append({**p, **finished(answers)})
+    write_jsonl(folder / "samples.jsonl", records)
+    return records
+
+
+def test_sppo_annotation_judges_every_pair_in_one_batch_and_keeps_the_extreme_win_rates(tmp_path, monkeypatch):
+    samples = eight_answer_samples(tmp_path)
+    samples[2]["finish_reasons"][0:2], samples[2]["stop_tokens"][0:2] = ["length"] * 2, [None] * 2
+    write_jsonl(tmp_path / "samples.jsonl", samples)
+    batches, compare_many = [], SyntheticPreferenceOracle.compare_many
+
+    def recorded(judge, comparisons):
+        batches.append(len(comparisons))
+        return compare_many(judge, comparisons)
+
+    monkeypatch.setattr(SyntheticPreferenceOracle, "compare_many", recorded)
+    stats = annotate_cut(tmp_path, "pairing=sppo")
+    # K = 8: 28 pairs, each judged in both orders; all three prompts in one batch
+    assert batches == [3 * 28]
+    assert stats["pairing"] == "sppo" and stats["oracle_calls"] == stats["comparisons"] == 3 * 8 * 7
+    pairs = read_jsonl(tmp_path / "pairs.jsonl", PAIR)
+    judge = SyntheticPreferenceOracle()
+    assert len(pairs) == 3
+    for record, pair in zip(samples, pairs):
+        # Phat(y_i > pi_t) by hand, from the judge's order-averaged preferences
+        rates = [sum(judge.compare(record, a, b) for j, b in enumerate(record["responses"]) if j != i) / 7
+                 for i, a in enumerate(record["responses"])]
+        assert pair["chosen_winrate"] == pytest.approx(max(rates)) and pair["rejected_winrate"] == pytest.approx(min(rates))
+        assert rates.index(max(rates)) == pair["chosen_index"] and rates.index(min(rates)) == pair["rejected_index"]
+        assert pair["preference"] == pytest.approx(judge.compare(record, pair["chosen"], pair["rejected"]))
+
+    # answers cut at the length limit take no part: 6 candidates in the third prompt, 15 pairs
+    masked = annotate_cut(tmp_path, "pairing=sppo", "mask_truncated_completions=true")
+    assert masked["oracle_calls"] == masked["comparisons"] == 2 * (28 + 28 + 15)
+    assert {read_jsonl(tmp_path / "pairs.jsonl", PAIR)[2][f"{side}_index"] for side in ("chosen", "rejected")}.isdisjoint({0, 1})
+
+
+def test_sppo_annotation_drops_a_prompt_whose_answers_all_win_half_the_time(tmp_path):
+    records = [{**p, **finished([render_response(p["items"], 0, 0)] * 4)} for p in make_prompts(2, seed=1, split="train1")]
+    records[1]["responses"][0] = render_response(sorted(records[1]["items"]), 0, 0)
+    write_jsonl(tmp_path / "samples.jsonl", records)
+    stats = annotate_cut(tmp_path, "pairing=sppo")
+    assert stats["pairs"] == 1 and stats["dropped"] == 1 and stats["oracle_calls"] == 2 * 4 * 3
+
+
+def test_logps_and_train_carry_sppo_win_rates(chain, tmp_path):
+    annotate.run(load_config("annotate", [f"samples={chain}/samples.jsonl", f"output={tmp_path}/pairs.jsonl",
+                                          f"stats={tmp_path}/annotation.json", "pairing=sppo"]))
+    logps.run(load_config("logps", [f"pairs={tmp_path}/pairs.jsonl", f"ref_policy={chain}/sft/model",
+                                    f"policy={chain}/sft/model", f"output={tmp_path}/scored.jsonl"]))
+    pairs, scored = read_jsonl(tmp_path / "pairs.jsonl", PAIR), read_jsonl(tmp_path / "scored.jsonl", SCORED_PAIR)
+    assert [(p["chosen_winrate"], p["rejected_winrate"]) for p in pairs] == \
+        [(p["chosen_winrate"], p["rejected_winrate"]) for p in scored]
+    assert all(p["chosen_winrate"] > p["rejected_winrate"] for p in scored)
+    summary = train.run(load_config("train", [f"pairs={tmp_path}/scored.jsonl", f"policy={chain}/sft/model", "algo=sppo",
+                                              f"output={tmp_path}/policy", f"work_dir={tmp_path}/train", "optim.epochs=1",
+                                              "optim.batch_size=8"]))
+    assert summary["algo"] == {"name": "sppo", "loss": "sppo", "beta": 0.2} and summary["pairs"] == len(scored)
+    load_policy(tmp_path / "policy")
+
+    # knockout pairs have no win rates: train names the file and what is missing
+    first = read_jsonl(chain / "scored.jsonl", SCORED_PAIR)[0]["id"]
+    with pytest.raises(ValueError, match=re.escape(f"{chain}/scored.jsonl: pair {first!r} has no chosen_winrate field: "
+                                                   f"the pairs were not annotated with pairing=sppo")):
+        train.run(load_config("train", [f"pairs={chain}/scored.jsonl", f"policy={chain}/sft/model", "algo=sppo",
+                                        f"output={tmp_path}/o", f"work_dir={tmp_path}/w"]))
+
+
+def test_train_takes_eta_t_of_its_iteration_from_the_schedule():
+    for iteration, schedule, eta in [(1, "theory", 0.2), (2, "theory", 0.2 * 4 / 3), (3, "constant", 0.2)]:
+        cfg = load_config("train", ["pairs=p", "policy=q", f"iteration={iteration}", f"algo.eta_schedule={schedule}"])
+        algo = train.iteration_algo(cfg.algo, cfg.iteration)
+        assert algo.eta == pytest.approx(eta) and algo.tau == cfg.algo.tau and algo.eta_schedule == schedule
+    dpo = load_config("train", ["pairs=p", "policy=q", "iteration=2", "algo=dpo"]).algo
+    assert train.iteration_algo(dpo, 2) == dpo
 
 
 def test_evaluate_and_report(chain, tmp_path):
@@ -155,12 +246,37 @@ def test_evaluate_and_report(chain, tmp_path):
     point = "algo~inpo/judge~synthetic_preference/seed~0/eta~0.2/tau~0.0667"
     sample.run(load_config("sample", [f"policy={chain}/sft/model", f"prompts={chain}/eval.jsonl",
                                       f"output={tmp_path}/baseline.jsonl", "n_samples=2", "iteration=0"]))
+    sft_answers = f"{tmp_path}/sft/eval/iter0/answers.jsonl"
+    game = {0: ["game.tau=0.0667", "game.policy_is_reference=true"],
+            1: ["game.tau=0.0667", f"game.reference_answers='{sft_answers}'", f"game.previous_answers='{sft_answers}'",
+                "game.step.eta=0.2", "game.step.tau=0.0667"]}
+    evaluated = {}
     for t, policy, folder in [(0, chain / "sft" / "model", tmp_path / "sft"), (1, chain / "iter1" / "policy", tmp_path / "sweep" / point)]:
         metrics = evaluate.run(load_config("evaluate", [f"policy={policy}", f"prompts={chain}/eval.jsonl",
-                                                        f"baseline={tmp_path}/baseline.jsonl",
+                                                        f"baseline={tmp_path}/baseline.jsonl", *game[t],
                                                         f"output_dir='{folder}/eval/iter{t}'", "n_samples=2", f"iteration={t}"]))
         assert 0 <= metrics["win_rate"] <= 1 and metrics["standard_error"] > 0
         assert 0 <= metrics["duality_gap"] <= 1 and metrics["mean_length"] > 0
+        assert metrics["kl_to_nash"] > 0 and metrics["duality_gap_tau"] > 0 and metrics["kl_to_nash_se"] > 0
+        assert "game_missing" not in metrics and metrics["game_answers"] == 12 * 2
+        evaluated[t] = metrics
+    # pi_1 = pi_ref, so iteration 1's shadow is omd_step(pi_ref, M, pi_ref, eta, tau), both from the SFT answers
+    judge = SyntheticPreferenceOracle()
+    sft_cells = cell_counts(answer_cells(judge, read_jsonl(chain / "eval.jsonl"), [r["responses"] for r in read_jsonl(sft_answers)]), 25).sum(0)
+    new_cells = cell_counts(answer_cells(judge, read_jsonl(chain / "eval.jsonl"),
+                                         [r["responses"] for r in read_jsonl(tmp_path / "sweep" / point / "eval" / "iter1" / "answers.jsonl")]), 25).sum(0)
+    ref = smoothed(sft_cells, 0.5)
+    assert evaluated[1]["shadow_tv"] == pytest.approx(total_variation(omd_step(ref, judge.preference_matrix(), ref, 0.2, 0.0667),
+                                                                      smoothed(new_cells, 0.5)))
+    assert evaluated[0]["nash_distribution"] == pytest.approx(evaluated[1]["nash_distribution"])
+    # without pi_ref's answers: the plain gap only, and the reasons recorded
+    alone = evaluate.run(load_config("evaluate", [f"policy={chain}/iter1/policy", f"prompts={chain}/eval.jsonl",
+                                                  f"baseline={tmp_path}/baseline.jsonl", f"output_dir='{tmp_path}/alone'",
+                                                  "n_samples=2", "iteration=1"]))
+    assert "kl_to_nash" not in alone and alone["duality_gap_se"] > 0
+    assert alone["game_missing"] == ["regularized metrics: no pi_ref answers (game.reference_answers)",
+                                     "regularized metrics: no game.tau",
+                                     "shadow: no mirror-descent step (game.step.eta) for this algorithm"]
     annotation = tmp_path / "shared" / "seed~0" / "judge~synthetic_preference" / "iter1" / "annotate"
     annotation.mkdir(parents=True)
     (annotation / "annotation.json").write_text((chain / "annotation.json").read_text())
@@ -172,7 +288,8 @@ def test_evaluate_and_report(chain, tmp_path):
     assert [(r["algo"], r["iteration"]) for r in rows] == [("inpo", 0), ("inpo", 1)] and "oracle_calls" in rows[1]
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| algo | judge | eta | tau | seeds | win_rate |" in text
-    for name in ("win_rate", "duality_gap", "mean_length", "overview", "length_vs_tau"):
+    assert "## The game: distance to the regularized Nash policy" in text and "| setting | KL to Nash" in (tmp_path / "report" / "game.md").read_text()
+    for name in ("win_rate", "duality_gap", "kl_to_nash", "shadow_tv", "mean_length", "overview", "length_vs_tau", "style_simplex"):
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 0
     assert (tmp_path / "report" / "report.csv").read_text().splitlines()[0].startswith("algo,judge,eta,tau,beta,seed,setting,iteration,win_rate")
     assert (tmp_path / "report" / "summary.csv").read_text().splitlines()[1].startswith("inpo,synthetic_preference,0.2,0.0667,,1,")

@@ -25,9 +25,15 @@ The held-out evaluation's ``metrics.json`` has:
 - ``mean_length``: response length in tokens;
 - ``answers_cut``: answers that hit the length limit (finish reason ``length``), and
   ``prompts_truncated``: prompts cut to ``sampler.max_prompt_length`` (the benchmarks' metrics too);
-- for judges that see responses through enumerable features (the synthetic oracle):
-  the feature distribution of the policy and its ``duality_gap`` in the unregularized game,
-  2 max_f (M pi)(f) - 1, where M is the judge's preference matrix over features.
+- for judges that see responses through enumerable features (the synthetic oracles): the
+  feature distribution of the policy and its game metrics (``inpo.game_metrics``), each with a
+  bootstrap standard error over prompts (``<name>_se``): ``duality_gap`` in the unregularized
+  game, 2 max_f (M pi)(f) - 1, where M is the judge's preference matrix over features; with
+  pi_ref's answers (``game.reference_answers``) and ``game.tau``, the regularized
+  ``duality_gap_tau``, ``kl_to_nash`` = KL(pi*_tau || pi) and ``nash_distribution``; with pi_t's
+  answers and the step iteration t approximates (``game.previous_answers``, ``game.step``), the
+  exact-OMD shadow's distances ``shadow_tv`` and ``shadow_kl``. ``game_missing`` lists what
+  could not be computed and why.
 
     python -m inpo.evaluate policy=results/iter1/policy prompts=results/prompts/eval.jsonl \
         baseline=results/eval/baseline.jsonl output_dir=results/eval/iter1
@@ -47,7 +53,7 @@ from .benchmarks import alpaca_eval
 from .benchmarks import arena_hard
 from .benchmarks import mt_bench
 from .config import hydra_app, stage_seed
-from .game import duality_gap
+from .game_metrics import Step, answer_cells, game_metrics
 from .judges import make_judge
 from .length_control import length_controlled_win_rate, raw_win_rate
 from .modeling import conversation
@@ -75,13 +81,47 @@ def length_controlled(judgments: list[dict]) -> dict:
     return {"length_controlled_winrate": None, "lc_standard_error": None, "lc_missing": f"the GLM cannot be fitted: {reason}"}
 
 
-def feature_summary(judge, records: list[dict], answers: list[list[str]]) -> dict:
-    """Feature distribution and duality gap of the answers, for judges that expose their features."""
-    flat_records = [r for r, a in zip(records, answers) for _ in a]
-    flat_answers = [x for a in answers for x in a]
-    pi = judge.feature_distribution(flat_records, flat_answers)
-    return {"duality_gap": duality_gap(judge.preference_matrix(), pi), **describe_distribution(pi),
-            "feature_distribution": pi.tolist()}
+def answers_by_prompt(path: str, prompts: list[dict]) -> list[list[str]]:
+    """The answers an earlier evaluation (its ``answers.jsonl``) gave to ``prompts``, in their order;
+    ValueError naming the file if a prompt has none."""
+    answers = {r["id"]: r["responses"] for r in read_jsonl(path, SAMPLE)}
+    missing = [p["id"] for p in prompts if p["id"] not in answers]
+    if missing:
+        raise ValueError(f"{path}: no answers to {len(missing)} of the evaluation prompts (first: {missing[0]!r}); "
+                         f"it must be an evaluation of the same prompts")
+    return [answers[p["id"]] for p in prompts]
+
+
+def game_summary(cfg: DictConfig, judge, prompts: list[dict], answers: list[list[str]]) -> dict:
+    """Feature distribution and game metrics (``inpo.game_metrics``) of the answers, for judges that
+    expose their features; the regularized ones need pi_ref's answers and tau (``cfg.game``), the
+    shadow pi_t's answers and the step. What is left out, and why, is recorded as ``game_missing``."""
+    flat_records = [r for r, a in zip(prompts, answers) for _ in a]
+    pi = judge.feature_distribution(flat_records, [x for a in answers for x in a])
+    game = cfg.game
+
+    def cells(path: str) -> np.ndarray:
+        return answer_cells(judge, prompts, answers_by_prompt(path, prompts))
+
+    reference = answer_cells(judge, prompts, answers) if game.policy_is_reference else (
+        cells(game.reference_answers) if game.reference_answers else None)
+    step = Step(game.step.eta, game.step.tau) if game.step.eta is not None else None
+    previous = cells(game.previous_answers) if game.previous_answers and step is not None else None
+    missing = [reason for reason, absent in [
+        ("regularized metrics: no pi_ref answers (game.reference_answers)", reference is None),
+        ("regularized metrics: no game.tau", game.tau is None),
+        ("shadow: no mirror-descent step (game.step.eta) for this algorithm", step is None and not game.policy_is_reference),
+        ("shadow: no pi_t answers (game.previous_answers)", step is not None and previous is None)] if absent]
+    try:
+        metrics = game_metrics(judge.preference_matrix(), answer_cells(judge, prompts, answers), reference_cells=reference,
+                               tau=game.tau, previous_cells=previous, step=step, pseudocount=game.pseudocount,
+                               bootstrap=game.bootstrap, seed=stage_seed(cfg.seed, "game-bootstrap", cfg.iteration))
+    except RuntimeError as err:  # the Nash policy could not be computed: the plain gap only, and why
+        metrics = game_metrics(judge.preference_matrix(), answer_cells(judge, prompts, answers), bootstrap=game.bootstrap,
+                               seed=stage_seed(cfg.seed, "game-bootstrap", cfg.iteration))
+        missing.append(f"regularized metrics: {err}")
+    return {**metrics, **describe_distribution(pi), "feature_distribution": pi.tolist(),
+            **({"game_missing": missing} if missing else {})}
 
 
 def evaluate_heldout(cfg: DictConfig) -> dict:
@@ -116,8 +156,8 @@ def evaluate_heldout(cfg: DictConfig) -> dict:
         "mean_length": float(np.mean([j["length"] for j in judgments])), "judge": cfg.judge.kind,
         "judge_calls": judge.n_calls, **cut_counts(generated),
     }
-    if hasattr(judge, "feature_distribution"):
-        metrics.update(feature_summary(judge, prompts, answers))
+    if hasattr(judge, "feature_cells"):
+        metrics.update(game_summary(cfg, judge, prompts, answers))
     out = Path(cfg.output_dir)
     write_jsonl(out / "answers.jsonl", [{**p, **g} for p, g in zip(prompts, generated)])
     write_jsonl(out / "judgments.jsonl", judgments)

@@ -4,6 +4,26 @@ def eval_folder(chain, t, benchmark=None):
 
 
 BASELINE = f"{R}/eval/baseline/samples.jsonl"
+REFERENCE_ANSWERS = f"{eval_folder('sft', 0)}/answers.jsonl"
+
+
+def previous_answers(chain, t):
+    """The answers of pi_t, the policy iteration t started from (pi_1 = pi_ref: the SFT model's evaluation)."""
+    return f"{eval_folder('sft' if int(t) == 1 else chain, int(t) - 1)}/answers.jsonl"
+
+
+def game_settings(chain, t):
+    """The game metrics' settings of a held-out evaluation (inpo.game_metrics): every policy is measured in
+    the tau-regularized game with pi_ref the SFT model (the workflow's tau), and pi_{t+1} against the exact
+    mirror-descent step from pi_t that its algorithm approximates (the shadow)."""
+    if chain == "sft":
+        return {"game.tau": config["tau"], "game.policy_is_reference": True}
+    point = parse_point(chain.split("/", 1)[1])
+    step = algorithm_step(point["algo"], eta=step_size(point, int(t)) if "eta" in point else None,
+                          tau=point.get("tau"), beta=point.get("beta"))
+    return {"game.tau": config["tau"], "game.reference_answers": REFERENCE_ANSWERS,
+            "game.previous_answers": previous_answers(chain, t) if step else None,
+            "game.step.eta": step.eta if step else None, "game.step.tau": step.tau if step else None}
 
 
 if HELDOUT:
@@ -36,6 +56,8 @@ if HELDOUT:
             policy=lambda wc: evaluated_policy(wc.chain, wc.t),
             prompts=prompts_file("eval"),
             baseline=BASELINE,
+            # pi_ref's and pi_t's answers, for the game metrics (game_settings)
+            game=lambda wc: [v for k, v in game_settings(wc.chain, wc.t).items() if k.endswith("_answers") and v],
         output:
             metrics=f"{eval_folder('{chain}', '{t}')}/metrics.json",
             answers=f"{eval_folder('{chain}', '{t}')}/answers.jsonl",
@@ -43,7 +65,7 @@ if HELDOUT:
             args=lambda wc: hydra_args(
                 "evaluate", eval_folder(wc.chain, wc.t), policy=evaluated_policy(wc.chain, wc.t), prompts=prompts_file("eval"),
                 baseline=BASELINE, output_dir=eval_folder(wc.chain, wc.t), judge=config["eval_judge"],
-                n_samples=config["n_eval_samples"], iteration=wc.t, seed=config["seed"]),
+                n_samples=config["n_eval_samples"], iteration=wc.t, seed=config["seed"], **game_settings(wc.chain, wc.t)),
             untracked=untracked_args("evaluate"),
         log:
             f"{R}/logs/{{chain}}/eval/iter{{t}}.log",

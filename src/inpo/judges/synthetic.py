@@ -93,16 +93,20 @@ class FeatureJudge(Judge):
         return np.array([[self.cell_preference(a, b) for b in FEATURE_SPACE] for a in FEATURE_SPACE])
 
     @staticmethod
-    def feature_distribution(prompt_records: Sequence[dict], responses: Sequence[str]) -> np.ndarray:
-        """Normalized histogram over ``FEATURE_SPACE`` of ``responses[i]`` answering ``prompt_records[i]``."""
+    def feature_cells(prompt_records: Sequence[dict], responses: Sequence[str]) -> np.ndarray:
+        """Index into ``FEATURE_SPACE`` of ``responses[i]`` answering ``prompt_records[i]``, shape [len(responses)]."""
         if len(prompt_records) != len(responses) or not responses:
             raise ValueError(
                 f"need one response per prompt record and at least one, got {len(prompt_records)} records "
                 f"and {len(responses)} responses"
             )
-        counts = np.zeros(len(FEATURE_SPACE))
-        for record, text in zip(prompt_records, responses):
-            counts[feature_cell(parse_response(record["items"], text))] += 1
+        return np.array([feature_cell(parse_response(record["items"], text))
+                         for record, text in zip(prompt_records, responses)])
+
+    @classmethod
+    def feature_distribution(cls, prompt_records: Sequence[dict], responses: Sequence[str]) -> np.ndarray:
+        """Normalized histogram over ``FEATURE_SPACE`` of ``responses[i]`` answering ``prompt_records[i]``."""
+        counts = np.bincount(cls.feature_cells(prompt_records, responses), minlength=len(FEATURE_SPACE))
         return counts / counts.sum()
 
 
