@@ -9,8 +9,13 @@
 - ``summary.csv`` / ``summary.md``: the last iteration per setting (a point without its seed),
   mean and standard deviation over seeds: the table to compare algorithms with.
 - one PNG per metric with one line per setting (mean over seeds, error bars: their standard
-  deviation, or the win rate's standard error with one seed), ``overview.png`` with all of them,
+  deviation, or the metric's standard error with one seed), ``overview.png`` with all of them,
   and ``length_vs_tau.png`` (final mean length against the KL weight).
+- with game metrics (a feature judge): ``game.md`` (KL to the regularized Nash policy per iteration
+  and its trend, both duality gaps, the distance to the exact mirror-descent step) and
+  ``style_simplex.png`` (``inpo.game_report``); what could not be computed is listed with its reason.
+- ``table1.md`` (also in ``report.md``), with a held-out evaluation: the settings in the layout of the
+  paper's Table 1 beside its figures (``paper_table`` in the config; ``inpo.paper_table``).
 
     python -m inpo.report results=results iterations=3 "points=['algo~inpo/judge~synthetic_preference/seed~0/eta~0.2/tau~0.0667']" output_dir=results/report
 """
@@ -27,6 +32,8 @@ from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplo
 from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app
+from .game_report import game_table, missing_game_metrics, plot_style_simplex
+from .paper_table import paper_table
 from .records import read_json, write_text
 from .sweep import parse_point, stage_folder
 
@@ -34,6 +41,10 @@ TITLES = {
     "win_rate": "win rate vs SFT",
     "length_controlled_winrate": "length-controlled win rate vs SFT",
     "duality_gap": "duality gap (unregularized)",
+    "duality_gap_tau": "duality gap (tau-regularized game)",
+    "kl_to_nash": "KL(pi*_tau || pi): distance to the regularized Nash policy",
+    "shadow_tv": "TV(exact OMD step from pi_t, pi_t+1)",
+    "shadow_kl": "KL(exact OMD step from pi_t || pi_t+1)",
     "mean_length": "mean response length (tokens)",
     "share_correct": "share of correct answers",
     "mean_verbosity": "mean verbosity of valid answers",
@@ -47,11 +58,20 @@ TITLES = {
 }
 # the benchmark figures papers quote (AlpacaEval 2.0: LC and raw win rate; Arena-Hard: score)
 BENCHMARK_HEADLINES = ("length_controlled_winrate", "win_rate", "score")
-POINT_KEYS = ("algo", "judge", "eta", "tau", "beta", "seed")
+POINT_KEYS = ("algo", "judge", "eta", "eta_schedule", "tau", "beta", "seed")
 # Bookkeeping columns: in the tables, not plotted.
 NOT_PLOTTED = {*POINT_KEYS, "setting", "iteration", "standard_error", "lc_standard_error", "n_prompts", "n_samples",
                "judge_calls", "judge_requests", "judge_cached", "judge_rejected", "ci_lower", "ci_upper", "sampled_answers_cut",
-               "sampled_prompts_truncated", "answers_cut", "prompts_truncated"}
+               "sampled_prompts_truncated", "answers_cut", "prompts_truncated", "game_tau", "pseudocount", "game_answers",
+               "game_bootstrap", "shadow_eta", "shadow_tau", "shadow_contraction", "stability_eta"}
+# A metric's standard error in the evaluation's metrics.json (the game metrics': <name>_se)
+STANDARD_ERRORS = {"win_rate": "standard_error", "length_controlled_winrate": "lc_standard_error"}
+
+
+def plotted(name: str) -> bool:
+    """Whether a column is a metric with a plot of its own (not bookkeeping, a count or a standard error)."""
+    base = name.rsplit(".", 1)[-1]
+    return base not in NOT_PLOTTED and not base.startswith("n_") and not base.endswith("_se")
 
 
 def setting_of(point: dict) -> str:
@@ -83,7 +103,7 @@ def gather(results: Path, iterations: int, points: list[str], evaluations: list[
     for path in points:
         point = parse_point(path)
         for t in range(iterations + 1):
-            row = {**{k: point.get(k) for k in POINT_KEYS}, "setting": setting_of(point), "iteration": t,
+            row = {**{k: point.get(k) for k in POINT_KEYS if k != "eta_schedule" or k in point}, "setting": setting_of(point), "iteration": t,
                    **evaluation_metrics(results, path, t, list(evaluations))}
             if t >= 1:
                 annotation = read_json(results / stage_folder(path, t, "annotate") / f"iter{t}" / "annotate" / "annotation.json")
@@ -131,11 +151,11 @@ def summarize(rows: list[dict], iterations: int) -> list[dict]:
     summary = []
     for setting in dict.fromkeys(r["setting"] for r in last):
         group = [r for r in last if r["setting"] == setting]
-        row = {k: group[0][k] for k in POINT_KEYS if k != "seed"}
+        row = {k: group[0][k] for k in POINT_KEYS if k != "seed" and k in group[0]}
         row["seeds"] = len(group)
         for name in columns(group):
             values = [r[name] for r in group if isinstance(r.get(name), (int, float))]
-            if name in NOT_PLOTTED or not values:
+            if name in NOT_PLOTTED or name.endswith("_se") or not values:
                 continue
             row[name] = statistics.fmean(values)
             row[f"{name}_sd"] = statistics.stdev(values) if len(values) > 1 else None
@@ -168,6 +188,11 @@ def to_markdown(rows: list[dict], names: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def standard_error_of(name: str) -> str:
+    """The column holding a metric's standard error."""
+    return STANDARD_ERRORS.get(name, f"{name}_se")
+
+
 def _curve(rows: list[dict], setting: str, name: str) -> tuple[list, list, list]:
     """Per iteration: mean over seeds, and the error bar (sd over seeds; the s.e. with one seed)."""
     xs, ys, errors = [], [], []
@@ -181,7 +206,7 @@ def _curve(rows: list[dict], setting: str, name: str) -> tuple[list, list, list]
         if len(values) > 1:
             errors.append(statistics.stdev(values))
         else:
-            errors.append(group[0].get({"win_rate": "standard_error", "length_controlled_winrate": "lc_standard_error"}.get(name, ""), 0.0) or 0.0)
+            errors.append(group[0].get(standard_error_of(name), 0.0) or 0.0)
     return xs, ys, errors
 
 
@@ -205,7 +230,7 @@ def _save(fig: Figure, path: Path) -> None:
 
 def plot(rows: list[dict], output_dir: Path) -> list[Path]:
     """A PNG per numeric metric, overview.png with all of them, length_vs_tau.png; overview first."""
-    names = [n for n in columns(rows) if n.rsplit(".", 1)[-1] not in NOT_PLOTTED and not n.rsplit(".", 1)[-1].startswith("n_")]
+    names = [n for n in columns(rows) if plotted(n)]
     names.sort(key=lambda n: list(TITLES).index(n) if n in TITLES else len(TITLES))
     per_row = 4
     n_rows = -(-len(names) // per_row)
@@ -260,9 +285,19 @@ def run(cfg: DictConfig) -> list[dict]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = plot(rows, out)
+    heldout = [read_json(metrics_file(Path(cfg.results), point, t, "heldout")) for point in cfg.points
+               for t in range(cfg.iterations + 1)] if "heldout" in cfg.evaluations else []
+    game, missing = game_table(rows), missing_game_metrics(heldout)
+    if game:
+        figures.append(out / "style_simplex.png")
+        _save(plot_style_simplex(rows, heldout[0].get("nash_distribution")), figures[-1])
+        write_text(out / "game.md", game)
+    table1 = paper_table(rows, cfg.iterations, OmegaConf.to_container(cfg.paper_table, resolve=True))
+    if table1:
+        write_text(out / "table1.md", table1)
     write_text(out / "report.csv", to_csv(rows))
     write_text(out / "summary.csv", to_csv(summary))
-    main_columns = [c for c in ("algo", "judge", "eta", "tau", "beta", "seeds", "win_rate", "win_rate_sd",
+    main_columns = [c for c in ("algo", "judge", "eta", "eta_schedule", "tau", "beta", "seeds", "win_rate", "win_rate_sd",
                                 "length_controlled_winrate", "length_controlled_winrate_sd", "mean_length",
                                 "mean_length_sd", "duality_gap", "duality_gap_sd", "share_correct", "oracle_calls")
                     if any(r.get(c) is not None for r in summary)]
@@ -273,6 +308,15 @@ def run(cfg: DictConfig) -> list[dict]:
             f"## After iteration {cfg.iterations} (mean and standard deviation over seeds)", "",
             to_markdown(summary, main_columns), "",
             *(["## Benchmarks beside the paper", "", benchmarks] if benchmarks else []),
+            *(["## The paper's Table 1 layout, beside its figures", "", table1] if table1 else []),
+            *(["## The game: distance to the regularized Nash policy and to the exact mirror-descent step", "",
+               "Held-out answers' feature distributions (inpo.game_metrics); mean over seeds; a trend counts steps "
+               "larger than two standard errors. The contraction factor is the tabular lab's prediction for the exact "
+               "mirror-descent step each iteration approximates (inpo.game.eta_sweep): below 1 its iterates converge, "
+               "above 1 they spiral away from the Nash policy." + (
+                   f" In this game (tau = {heldout[0]['game_tau']}) INPO's exact step converges for eta > "
+                   f"{heldout[0]['stability_eta']:.3g}." if heldout[0].get("stability_eta") else ""), "", game] if game else []),
+            *(["## Game metrics not computed", "", missing] if missing else []),
             "## Every point and iteration (iteration 0: pi_ref; benchmark metrics are named <benchmark>.<metric>)", "",
             to_markdown(rows), *(f"![{p.stem}]({p.name})" for p in figures)]
     write_text(out / "report.md", "\n".join(body) + "\n")

@@ -5,13 +5,16 @@
 # coincides between points is done once: the SFT model, the prompt sets, the SFT model's
 # evaluation; iteration 1's samples (drawn from pi_1 = SFT) are shared by all points with the
 # same seed (results/shared/seed~S/), and their pairs and log-probs by all points that also have
-# the same judge (results/shared/seed~S/judge~J/).
+# the same judge (results/shared/seed~S/judge~J/) and annotate pairing (SPPO's pairs, annotated with
+# pairing=sppo, in results/shared/seed~S/judge~J/pairing~sppo/).
 import os
 import re
 import shlex
 import sys
 
-from inpo.sweep import expand_grid, parse_point, point_path, stage_folder, train_overrides
+from inpo.game_metrics import algorithm_step
+from inpo.sweep import (annotation_pairing, expand_grid, parse_point, point_path, stage_folder, step_size,
+                        train_overrides, workflow_grid)
 from inpo.workflow_config import (Untracked, benchmark_inputs, check_workflow_config, hydra_command, is_local_path,
                                   split_overrides)
 
@@ -29,9 +32,11 @@ TRAINER = PYTHON if not config.get("accelerate_config") else (
     f"{PYTHON} -m accelerate.commands.launch --config_file {shlex.quote(config['accelerate_config'])}")
 ACCELERATE_INPUT = [config["accelerate_config"]] if config.get("accelerate_config") else []
 ITERATIONS = list(range(1, config["iterations"] + 1))
-REPORT_DIR = f"{R}/report"
-GRID_KEYS = ("algo", "judge", "seed", "eta", "tau", "beta")
-POINTS = [point_path(p) for p in expand_grid({k: config["sweep"].get(k, [config[k]]) for k in GRID_KEYS})]
+# the report of this config's points; experiments sharing a results folder share their chains
+REPORT_DIR = config.get("report") or f"{R}/report"
+# its log and benchmark file: logs/<the report folder below the results>.log (default logs/report.log)
+REPORT_NAME = os.path.relpath(REPORT_DIR, R) if not os.path.relpath(REPORT_DIR, R).startswith("..") else "report"
+POINTS = [point_path(p) for p in expand_grid(workflow_grid(config))]
 EMBEDDED = config["reference"] == "sft"
 # pi_ref: the sft rule's output, or a model by hub name / folder (not a file this workflow makes)
 REFERENCE = f"{R}/sft/model" if EMBEDDED else config["reference"]
@@ -43,7 +48,7 @@ SHARDS = config["sample_shards"]
 wildcard_constraints:
     t=r"\d+",
     point=r"algo~[^/]+/.+",
-    chain=r"shared/seed~\d+(/judge~[^/]+)?|sweep/algo~[^/]+/.+|sft|reference",
+    chain=r"shared/seed~\d+(/judge~[^/]+(/pairing~\w+)?)?|sweep/algo~[^/]+/.+|sft|reference",
     benchmark="|".join(map(re.escape, BENCHMARKS)) or "no-benchmark",
     shard=r"\d+",
 

@@ -24,8 +24,8 @@ rule report:
                         points=POINTS, evaluations=config["evaluations"]),
         untracked=untracked_args("report"),
     log:
-        f"{R}/logs/report.log",
+        f"{R}/logs/{REPORT_NAME}.log",
     benchmark:
-        f"{R}/benchmarks/report.tsv"
+        f"{R}/benchmarks/{REPORT_NAME}.tsv"
     shell:
         "{STAGE_ENV} {PYTHON} -m inpo.report {params.args} {params.untracked} > {log:q} 2>&1"
