@@ -4,10 +4,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from inpo.game import duality_gap, kl, omd_step, regularized_nash
-from inpo.game_metrics import Step, cell_counts, game_metrics, smoothed, total_variation
+from inpo.game_metrics import Step, algorithm_step, cell_counts, game_metrics, smoothed, total_variation
 from inpo.judges.synthetic import SyntheticPreferenceOracle
+from inpo.losses import inpo_loss, ipo_loss
 
 M = SyntheticPreferenceOracle().preference_matrix()
 N_CELLS = len(M)
@@ -128,3 +130,16 @@ def test_the_predicted_contraction_says_whether_the_exact_iterates_converge(step
     for _ in range(300):
         pi = omd_step(pi, M, ref, step.eta, step.tau)
     assert (kl(fixed_point, pi) < start) == (out["shadow_contraction"] < 1)
+
+
+def test_each_algorithm_is_shadowed_by_the_step_its_loss_approximates():
+    assert algorithm_step("inpo", eta=0.3, tau=0.1, beta=2.0) == Step(0.3, 0.1)
+    assert algorithm_step("inpo_nokl", eta=0.3, tau=0.1) == Step(0.3, 0.0)
+    assert algorithm_step("sppo", beta=0.2) == Step(0.2, 0.0)
+    assert algorithm_step("dpo", beta=2.0) is None
+    # online IPO against pi_t is INPO without KL at eta = beta, loss for loss: the same step
+    assert algorithm_step("ipo", beta=0.2) == Step(0.2, 0.0)
+    logps = torch.randn(6, 8, dtype=torch.float64)
+    ipo = ipo_loss(logps[0], logps[1], logps[2], logps[3], beta=0.2)
+    inpo = inpo_loss(logps[0], logps[1], logps[4], logps[5], logps[2], logps[3], eta=0.2, tau=0.0)
+    assert torch.allclose(ipo, inpo, rtol=0, atol=1e-12)

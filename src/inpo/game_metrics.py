@@ -60,11 +60,13 @@ def algorithm_step(algo: str, *, eta: float | None = None, tau: float | None = N
     - INPO (``inpo``, ``inpo_nokl``): omd_step with its eta_t and tau (tau = 0 without KL);
     - SPPO: its loss targets log pi(y)/pi_t(y) = (P(y > pi_t) - 1/2) / beta, so pi_{t+1} ∝ pi_t exp(P(y > pi_t) / beta),
       omd_step with eta = beta and tau = 0 (the SPPO update of Wu et al., 2024);
-    - iterative DPO and online IPO: None (they fit a Bradley-Terry or margin objective, no mirror-descent step).
+    - online IPO with pi_t as its reference (conf/algo/ipo.yaml): its loss (h - 1/(2 beta))^2, h the log-ratio
+      margin against pi_t, is INPO's at tau = 0 and eta = beta term for term, so the same step;
+    - iterative DPO: None (a logistic fit of a Bradley-Terry margin; its minimizer is no mirror-descent step).
     """
     if algo in ("inpo", "inpo_nokl"):
         return Step(eta, tau if algo == "inpo" else 0.0)
-    if algo == "sppo":
+    if algo in ("sppo", "ipo"):
         return Step(beta, 0.0)
     return None
 
