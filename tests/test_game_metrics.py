@@ -143,3 +143,19 @@ def test_each_algorithm_is_shadowed_by_the_step_its_loss_approximates():
     ipo = ipo_loss(logps[0], logps[1], logps[2], logps[3], beta=0.2)
     inpo = inpo_loss(logps[0], logps[1], logps[4], logps[5], logps[2], logps[3], eta=0.2, tau=0.0)
     assert torch.allclose(ipo, inpo, rtol=0, atol=1e-12)
+
+
+def test_the_shadow_floor_is_what_exact_training_measures_on_average():
+    rng = np.random.default_rng(7)
+    p_ref, p_prev = random_distribution(8), random_distribution(9)
+    step = Step(ETA, TAU)
+    exact = omd_step(p_prev, M, p_ref, ETA, TAU)
+    measured, floors = [], []
+    for i in range(40):  # pi_t, pi_ref and a policy that made the exact step, each measured on 1024 answers
+        def draw(p):
+            return rng.choice(N_CELLS, size=(256, 4), p=p)
+        out = game_metrics(M, draw(exact), reference_cells=draw(p_ref), tau=TAU, previous_cells=draw(p_prev), step=step,
+                           bootstrap=40, seed=i)
+        measured.append(out["shadow_tv"])
+        floors.append(out["shadow_tv_floor"])
+    assert np.mean(measured) == pytest.approx(np.mean(floors), rel=0.1)

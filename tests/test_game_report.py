@@ -38,7 +38,7 @@ def test_game_table_and_missing_reasons():
     rows = [{"setting": "algo=inpo", "iteration": t, "kl_to_nash": kl, "kl_to_nash_se": 0.01, "duality_gap_tau": g,
              "duality_gap": g + 0.1, **({"shadow_tv": 0.1 * t, "shadow_contraction": 0.9 + 0.01 * t} if t else {})} for t, (kl, g) in enumerate([(0.9, 0.3), (0.5, 0.2), (0.2, 0.1)])]
     table = game_table(rows)
-    assert "| algo=inpo | 0.9 → 0.5 → 0.2 | falls | 0.3 → 0.1 | 0.4 → 0.2 | 0.1 → 0.2 | none | 0.91 → 0.92 |" in table
+    assert "| algo=inpo | 0.9 → 0.5 → 0.2 | falls | 0.3 → 0.1 | 0.4 → 0.2 | 0.1 → 0.2 | none | none | 0.91 → 0.92 |" in table
     assert game_table([{"setting": "s", "iteration": 0}]) == ""
     text = missing_game_metrics([{"game_missing": ["shadow: none"]}, {"game_missing": ["shadow: none"]}, {}])
     assert text == "- shadow: none: 2 evaluation(s)\n"

@@ -12,7 +12,9 @@ is then the tabular game of ``inpo.game``, and these quantities are computable:
 - the exact-OMD shadow of iteration t: from pi_t's measured distribution, the exact update
   ``inpo.game.omd_step(pi_t, M, pi_ref, eta_t, tau)`` that iteration t's training approximates,
   and its distances to the measured pi_{t+1}: ``shadow_tv`` = (1/2) sum_y |shadow(y) - pi_{t+1}(y)|
-  and ``shadow_kl`` = KL(shadow || pi_{t+1});
+  and ``shadow_kl`` = KL(shadow || pi_{t+1}); and their sampling floor ``shadow_tv_floor``,
+  ``shadow_kl_floor`` (``shadow_floor``): what they would be on average if training made the exact
+  step, so that only the measurement's finite samples stood between the two;
 - what the tabular lab predicts for that step (``inpo.game.eta_sweep``): ``shadow_contraction``,
   the local contraction factor hypot(1 - tau/eta, mu/eta) of the exact update at its own fixed
   point (the Nash policy of its tau), mu being the game's rotation rate there: below 1 the exact
@@ -114,6 +116,28 @@ def estimates(M: np.ndarray, policy: np.ndarray, pseudocount: float, reference: 
     return values, nash
 
 
+def shadow_floor(M: np.ndarray, previous: np.ndarray, reference: np.ndarray, n_policy: int, step: Step,
+                 pseudocount: float, draws: int, rng: np.random.Generator) -> tuple[float, float]:
+    """The shadow distances expected from sampling alone: (mean TV, mean KL) over ``draws`` simulations.
+
+    previous, reference: pooled counts [n_cells] of pi_t's and pi_ref's answers. Each draw takes
+    multinomial counts of the same sizes from their add-alpha estimates, and ``n_policy`` answers from
+    the exact step omd_step(pi_t, M, pi_ref, eta, tau) as the policy's, then measures the shadow as
+    ``estimates`` does. Answers are drawn independently, ignoring that answers to one prompt are alike,
+    so the floor is a lower one.
+    """
+    p_prev, p_ref = smoothed(previous, pseudocount), smoothed(reference, pseudocount)
+    exact = omd_step(p_prev, M, p_ref, step.eta, step.tau)
+    tv, divergence = [], []
+    for _ in range(draws):
+        shadow = omd_step(smoothed(rng.multinomial(int(previous.sum()), p_prev), pseudocount), M,
+                          smoothed(rng.multinomial(int(reference.sum()), p_ref), pseudocount), step.eta, step.tau)
+        measured = smoothed(rng.multinomial(n_policy, exact), pseudocount)
+        tv.append(total_variation(shadow, measured))
+        divergence.append(kl(shadow, measured))
+    return float(np.mean(tv)), float(np.mean(divergence))
+
+
 def game_metrics(M, policy_cells, *, reference_cells=None, tau: float | None = None, previous_cells=None,
                  step: Step | None = None, pseudocount: float = 0.5, bootstrap: int = 200, seed: int = 0) -> dict:
     """Game metrics of a policy from the feature cells of its answers, with bootstrap standard errors.
@@ -122,7 +146,8 @@ def game_metrics(M, policy_cells, *, reference_cells=None, tau: float | None = N
     previous_cells (pi_t's): [P, S] cell indices, row p answering prompt p in every array (S may
     differ between arrays). tau: the game's KL weight. What is computed: ``estimates``.
     Returns the point estimates (see the module doc), ``<name>_se`` for each (standard deviation
-    over ``bootstrap`` resamples of the prompts, seeded by ``seed``), the Nash policy
+    over ``bootstrap`` resamples of the prompts, seeded by ``seed``), with a step the shadow's sampling
+    floor (``shadow_floor``, as many draws), the Nash policy
     (``nash_distribution``, with a reference) and the settings used. Raises ValueError on
     mismatched prompt counts or a step without pi_t's answers, RuntimeError if the regularized
     Nash policy cannot be computed.
@@ -159,6 +184,10 @@ def game_metrics(M, policy_cells, *, reference_cells=None, tau: float | None = N
         fixed_point = nash if step.tau == tau else regularized_nash(M, reference, step.tau)
         result.update(shadow_eta=step.eta, shadow_tau=step.tau,
                       shadow_contraction=contraction(rotation_rate(M, fixed_point), step.eta, step.tau))
+        if bootstrap > 1:
+            result["shadow_tv_floor"], result["shadow_kl_floor"] = shadow_floor(
+                M, counts["previous"].sum(0), counts["reference"].sum(0), int(counts["policy"].sum()), step, pseudocount,
+                bootstrap, rng)
     return result
 
 

@@ -3,7 +3,7 @@ Nash policy, and does it track the exact mirror-descent step? From the held-out 
 game metrics (``inpo.game_metrics``):
 
 - ``game_table``: per setting, KL to the Nash policy from iteration 0 to T with its trend, both
-  duality gaps, the shadow distance (TV per iteration 1..T, KL's mean) and the lab's prediction for the
+  duality gaps, the shadow distance (TV per iteration 1..T beside its sampling floor, KL's mean) and the lab's prediction for the
   exact step (its local contraction factor: below 1 it converges);
 - ``plot_style_simplex``: the bracket-style shares of the answers on the simplex, one path per
   setting, with the Nash policy's marked;
@@ -71,7 +71,7 @@ def game_table(rows: list[dict]) -> str:
     if not any(r.get("kl_to_nash") is not None for r in rows):
         return ""
     lines = ["| setting | KL to Nash, iteration 0 → T | trend | duality gap (tau) 0 → T | duality gap (unregularized) 0 → T "
-             "| shadow TV, iteration 1 → T | shadow KL, mean | exact step's contraction factor, 1 → T |", "|---|---|---|---|---|---|---|---|"]
+             "| shadow TV, iteration 1 → T | its sampling floor, mean | shadow KL, mean | exact step's contraction factor, 1 → T |", "|---|---|---|---|---|---|---|---|---|"]
     for setting in dict.fromkeys(r["setting"] for r in rows):
         kl, kl_errors = _series(rows, setting, "kl_to_nash")
         gap_tau, _ = _series(rows, setting, "duality_gap_tau")
@@ -79,9 +79,10 @@ def game_table(rows: list[dict]) -> str:
         tv, _ = _series(rows, setting, "shadow_tv")
         shadow_kl, _ = _series(rows, setting, "shadow_kl")
         factor, _ = _series(rows, setting, "shadow_contraction")
+        floor, _ = _series(rows, setting, "shadow_tv_floor")
         lines.append(f"| {setting} | {_format(kl)} | {trend(kl, kl_errors) if len(kl) > 1 else ''} "
                      f"| {_format(gap_tau[:1] + gap_tau[-1:])} | {_format(gap[:1] + gap[-1:])} "
-                     f"| {_format(tv) if tv else 'none'} "
+                     f"| {_format(tv) if tv else 'none'} | {f'{statistics.fmean(floor):.3g}' if floor else 'none'} "
                      f"| {f'{statistics.fmean(shadow_kl):.3g}' if shadow_kl else 'none'} "
                      f"| {_format(factor[:1] + factor[-1:]) if factor else 'none'} |")
     return "\n".join(lines) + "\n"

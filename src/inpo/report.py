@@ -63,7 +63,8 @@ POINT_KEYS = ("algo", "judge", "eta", "eta_schedule", "tau", "beta", "seed")
 NOT_PLOTTED = {*POINT_KEYS, "setting", "iteration", "standard_error", "lc_standard_error", "n_prompts", "n_samples",
                "judge_calls", "judge_requests", "judge_cached", "judge_rejected", "ci_lower", "ci_upper", "sampled_answers_cut",
                "sampled_prompts_truncated", "answers_cut", "prompts_truncated", "game_tau", "pseudocount", "game_answers",
-               "game_bootstrap", "shadow_eta", "shadow_tau", "shadow_contraction", "stability_eta"}
+               "game_bootstrap", "shadow_eta", "shadow_tau", "shadow_contraction", "stability_eta",
+               "shadow_tv_floor", "shadow_kl_floor"}
 # A metric's standard error in the evaluation's metrics.json (the game metrics': <name>_se)
 STANDARD_ERRORS = {"win_rate": "standard_error", "length_controlled_winrate": "lc_standard_error"}
 
