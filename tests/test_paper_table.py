@@ -30,14 +30,14 @@ def test_table_rows_means_over_seeds_and_oracle_calls_over_iterations():
     cells = {tuple(c.strip() for c in line.strip("|").split("|"))[:2]: [c.strip() for c in line.strip("|").split("|")]
              for line in lines[2:6]}
     sft = cells[("SFT", "")]
-    assert sft[2] == "0.500" and sft[7] == "0" and sft[-2:] == ["16.0", "10.2"]
+    assert sft[2] == "0.500" and sft[7] == "0" and sft[-3:] == ["SFT", "16.0", "10.2"]
     inpo = cells[("algo=inpo", "preference")]
     assert inpo[2] == f"{statistics.fmean([0.7, 0.8]):.3f} ± {statistics.stdev([0.7, 0.8]):.3f}"
     assert inpo[5] == "missing"  # no duality_gap_tau in these rows
     assert inpo[7] == "30 ± 0"  # 10 + 20 oracle calls in each seed's chain
-    assert inpo[-2:] == ["42.6", "37.8"]
-    assert cells[("algo=dpo", "reward")][-2:] == ["28.5", "29.6"]
-    assert cells[("algo=dpo", "preference")][-2:] == ["", ""]
+    assert inpo[-3:] == ["INPO", "42.6", "37.8"]
+    assert cells[("algo=dpo", "reward")][-3:] == ["DPO", "28.5", "29.6"]
+    assert cells[("algo=dpo", "preference")][-3:] == ["", "", ""]
 
 
 def test_no_table_without_a_heldout_evaluation():

@@ -102,7 +102,7 @@ def simplex_xy(shares: np.ndarray) -> tuple[float, float]:
 def plot_style_simplex(rows: list[dict], nash_distribution: Sequence[float] | None) -> Figure:
     """The answers' bracket-style shares (among valid answers, mean over seeds) on the simplex, one path
     per setting from iteration 0 (circle) to T (square), and the regularized Nash policy's (star)."""
-    fig = Figure(figsize=(5.6, 5.2), layout="constrained")
+    fig = Figure(figsize=(5.6, 6.4), layout="constrained")
     ax = fig.subplots()
     corners = np.array([(0, 0), (1, 0), (0.5, math.sqrt(3) / 2), (0, 0)])
     ax.plot(corners[:, 0], corners[:, 1], color="grey", lw=0.8)
@@ -125,7 +125,7 @@ def plot_style_simplex(rows: list[dict], nash_distribution: Sequence[float] | No
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title("bracket styles of valid answers (o: iteration 0, □: last)", fontsize=9)
-    ax.legend(fontsize=6, loc="upper right")
+    fig.legend(fontsize=7, loc="outside lower center")  # below the triangle, clear of its corners
     return fig
 
 

@@ -37,12 +37,12 @@ def paper_table(rows: list[dict], iterations: int, paper: dict) -> str:
     if not any(r.get("length_controlled_winrate") is not None for r in rows):
         return ""
     header = ["method", "oracle", *(title for _, title, _ in COLUMNS), "oracle calls", "seeds",
-              "paper: AlpacaEval 2.0 LC", "paper: Arena-Hard"]
+              "paper's row", "paper: AlpacaEval 2.0 LC", "paper: Arena-Hard"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def line(label: str, judge: str, group: list[dict], calls: str, entry: dict | None) -> str:
         cells = [_mean_sd([r[name] for r in group if r.get(name) is not None], digits) for name, _, digits in COLUMNS]
-        published = [f"{entry[k]:.1f}" if entry else "" for k in ("alpaca_eval_2_lc", "arena_hard")]
+        published = [entry["label"] if entry else "", *(f"{entry[k]:.1f}" if entry else "" for k in ("alpaca_eval_2_lc", "arena_hard"))]
         return "| " + " | ".join([label, judge, *cells, calls, str(len(group)), *published]) + " |"
 
     sft = [r for r in rows if r["iteration"] == 0][:1]  # pi_ref's evaluation is shared by every point
