@@ -9,6 +9,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -199,6 +200,29 @@ def test_sppo_annotation_judges_every_pair_in_one_batch_and_keeps_the_extreme_wi
     masked = annotate_cut(tmp_path, "pairing=sppo", "mask_truncated_completions=true")
     assert masked["oracle_calls"] == masked["comparisons"] == 2 * (28 + 28 + 15)
     assert {read_jsonl(tmp_path / "pairs.jsonl", PAIR)[2][f"{side}_index"] for side in ("chosen", "rejected")}.isdisjoint({0, 1})
+
+
+def test_random_pairing_draws_two_answers_and_the_winner_with_the_oracle_probability(tmp_path):
+    samples = eight_answer_samples(tmp_path, n_prompts=400)
+    stats = annotate_cut(tmp_path, "pairing=random")
+    assert stats["pairing"] == "random" and stats["comparisons"] == stats["oracle_calls"] == 2 * 400
+    pairs = read_jsonl(tmp_path / "pairs.jsonl", PAIR)
+    judge = SyntheticPreferenceOracle()
+    assert len(pairs) == 400 and all(p["chosen_index"] != p["rejected_index"] for p in pairs)
+    for record, pair in zip(samples, pairs):
+        assert pair["preference"] == pytest.approx(judge.compare(record, pair["chosen"], pair["rejected"]))
+    # the winner is drawn, not taken: the lower-indexed answer of the pair wins with its probability on average
+    first = [min(p["chosen_index"], p["rejected_index"]) == p["chosen_index"] for p in pairs]
+    p_first = [p["preference"] if won else 1 - p["preference"] for p, won in zip(pairs, first)]
+    assert abs(np.mean(first) - np.mean(p_first)) < 4 * np.sqrt(np.mean(np.multiply(p_first, 1 - np.array(p_first))) / 400)
+    assert 0 < sum(p["preference"] < 0.5 for p in pairs) < 400  # upsets happen
+    # every unordered pair of the 8 answers can be drawn
+    assert len({frozenset((p["chosen_index"], p["rejected_index"])) for p in pairs}) == 28
+    # the draws are the same on a rerun, and another seed draws others
+    annotate_cut(tmp_path, "pairing=random")
+    assert read_jsonl(tmp_path / "pairs.jsonl", PAIR) == pairs
+    annotate_cut(tmp_path, "pairing=random", "seed=1")
+    assert read_jsonl(tmp_path / "pairs.jsonl", PAIR) != pairs
 
 
 def test_sppo_annotation_drops_a_prompt_whose_answers_all_win_half_the_time(tmp_path):

@@ -116,7 +116,8 @@ def test_a_hub_name_must_be_in_the_cache_when_the_hub_is_offline(monkeypatch):
 
 def test_the_shipped_configs_pass(tmp_path):
     check_workflow_config(default_config(), CONF)
-    for extra in ("conf/sweeps/table1.yaml", "conf/sweeps/convergence.yaml", "tests/data/workflow_tiny.yaml", "conf/experiment/paper_llama3_8b.yaml"):
+    for extra in ("conf/sweeps/table1.yaml", "conf/sweeps/convergence.yaml", "conf/sweeps/convergence_random_pairs.yaml",
+                  "tests/data/workflow_tiny.yaml", "conf/experiment/paper_llama3_8b.yaml"):
         check_workflow_config(default_config(**yaml.safe_load((ROOT / extra).read_text())), CONF)
     dataset = tmp_path / "prompts.jsonl"
     dataset.write_text('{"prompt": "sort 3 1"}\n')

@@ -4,7 +4,8 @@ Pairwise judges play the knockout tournament (``inpo.pairs.knockout_rounds``), a
 tournaments in lockstep so that each round is one batch for the judge; scalar reward judges
 take best vs worst. SPPO (``pairing=sppo``, which the workflow sets for ``algo=sppo``) judges every
 pair of each prompt's answers, all prompts in one batch, and keeps the highest and lowest win rate
-(``inpo.pairs.self_play_pair``), recorded with the pair. The numbers of comparisons and oracle
+(``inpo.pairs.self_play_pair``), recorded with the pair. ``pairing=random`` draws the pairs INPO's
+analysis assumes (two answers of pi_t, the winner drawn with the oracle's probability). The numbers of comparisons and oracle
 calls are recorded. Answers the sampler cut at its length limit are kept
 (``mask_truncated_completions`` leaves them out, ``missing_eos_penalty`` lowers their reward), and
 each pair records how its two answers ended, for ``logps`` and ``train``.
@@ -15,8 +16,10 @@ each pair records how its two answers ended, for ``logps`` and ``train``.
 
 from __future__ import annotations
 
+import zlib
 from typing import Callable, Sequence
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .config import hydra_app
@@ -24,7 +27,7 @@ from .judges import Comparison, RewardJudge, make_judge, sigmoid
 from .pairs import best_vs_worst, knockout_rounds, play_tournaments, self_play_pair
 from .records import SAMPLE, cut_counts, read_jsonl, write_json, write_jsonl
 
-PAIRINGS = ("auto", "knockout", "best_vs_worst", "sppo")
+PAIRINGS = ("auto", "knockout", "best_vs_worst", "sppo", "random")
 # A sample record's per-answer fields: a pair carries its two answers' values as chosen_*/rejected_*.
 ANSWER_FIELDS = ("id", "prompt", "responses", "finish_reasons", "stop_tokens", "prompt_truncated")
 
@@ -74,6 +77,22 @@ def sppo_pairs(compare_many: CompareMany, samples: list[dict], candidates: list[
     return picked
 
 
+def random_pairs(compare_many: CompareMany, samples: list[dict], candidates: list[list[int]], seed: int) -> list[Pick]:
+    """The pairs of INPO's analysis (DESIGN.md section 2; the INPO paper's loss has the mirror-descent
+    step as its minimizer when y, y' ~ pi_t and y wins with probability P(y > y')): two of each prompt's
+    ``candidates`` drawn uniformly, judged once (both orders, one ``compare_many`` batch for all
+    prompts), the winner drawn with that probability. Each prompt's draws come from a generator seeded
+    by ``seed``, its id and its text, so reruns and resumed runs pick the same pairs."""
+    draws = [np.random.default_rng(zlib.crc32(f"{seed}/{r['id']}/{r['prompt']}".encode())) for r in samples]
+    matches = [(k, *draws[k].choice(c, size=2, replace=False).tolist()) for k, c in enumerate(candidates) if len(c) >= 2]
+    answers = compare_many([(samples[k], samples[k]["responses"][a], samples[k]["responses"][b]) for k, a, b in matches])
+    picked: list[Pick] = [None] * len(samples)
+    for (k, a, b), p in zip(matches, answers):
+        first_wins = draws[k].random() < p
+        picked[k] = (a, b, {"preference": p}) if first_wins else (b, a, {"preference": 1.0 - p})
+    return picked
+
+
 def best_vs_worst_pairs(judge, samples: list[dict], candidates: list[list[int]], missing_eos_penalty: float | None) -> list[Pick]:
     """Highest vs lowest reward among each prompt's ``candidates``, with all rewards in one
     ``judge.rewards_many`` batch; an answer cut at the length limit loses ``missing_eos_penalty``."""
@@ -117,7 +136,9 @@ def run(cfg: DictConfig) -> dict:
     if pairing == "best_vs_worst":
         picked = best_vs_worst_pairs(judge, samples, candidates, cfg.missing_eos_penalty)
     else:
-        picked = (sppo_pairs if pairing == "sppo" else knockout_pairs)(compare_many, samples, candidates)
+        picked = (sppo_pairs(compare_many, samples, candidates) if pairing == "sppo" else
+                  random_pairs(compare_many, samples, candidates, cfg.seed) if pairing == "random" else
+                  knockout_pairs(compare_many, samples, candidates))
     pairs = []
     for record, choice in zip(samples, picked):
         if choice is None:
