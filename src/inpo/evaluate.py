@@ -96,15 +96,15 @@ def game_summary(cfg: DictConfig, judge, prompts: list[dict], answers: list[list
     """Feature distribution and game metrics (``inpo.game_metrics``) of the answers, for judges that
     expose their features; the regularized ones need pi_ref's answers and tau (``cfg.game``), the
     shadow pi_t's answers and the step. What is left out, and why, is recorded as ``game_missing``."""
-    flat_records = [r for r, a in zip(prompts, answers) for _ in a]
-    pi = judge.feature_distribution(flat_records, [x for a in answers for x in a])
+    M = judge.preference_matrix()
+    policy = answer_cells(judge, prompts, answers)
+    pi = np.bincount(policy.ravel(), minlength=len(M)) / policy.size
     game = cfg.game
 
     def cells(path: str) -> np.ndarray:
         return answer_cells(judge, prompts, answers_by_prompt(path, prompts))
 
-    reference = answer_cells(judge, prompts, answers) if game.policy_is_reference else (
-        cells(game.reference_answers) if game.reference_answers else None)
+    reference = policy if game.policy_is_reference else (cells(game.reference_answers) if game.reference_answers else None)
     step = Step(game.step.eta, game.step.tau) if game.step.eta is not None else None
     previous = cells(game.previous_answers) if game.previous_answers and step is not None else None
     missing = [reason for reason, absent in [
@@ -113,11 +113,11 @@ def game_summary(cfg: DictConfig, judge, prompts: list[dict], answers: list[list
         ("shadow: no mirror-descent step (game.step.eta) for this algorithm", step is None and not game.policy_is_reference),
         ("shadow: no pi_t answers (game.previous_answers)", step is not None and previous is None)] if absent]
     try:
-        metrics = game_metrics(judge.preference_matrix(), answer_cells(judge, prompts, answers), reference_cells=reference,
+        metrics = game_metrics(M, policy, reference_cells=reference,
                                tau=game.tau, previous_cells=previous, step=step, pseudocount=game.pseudocount,
                                bootstrap=game.bootstrap, seed=stage_seed(cfg.seed, "game-bootstrap", cfg.iteration))
     except RuntimeError as err:  # the Nash policy could not be computed: the plain gap only, and why
-        metrics = game_metrics(judge.preference_matrix(), answer_cells(judge, prompts, answers), bootstrap=game.bootstrap,
+        metrics = game_metrics(M, policy, bootstrap=game.bootstrap,
                                seed=stage_seed(cfg.seed, "game-bootstrap", cfg.iteration))
         missing.append(f"regularized metrics: {err}")
     return {**metrics, **describe_distribution(pi), "feature_distribution": pi.tolist(),

@@ -35,7 +35,8 @@ ITERATIONS = list(range(1, config["iterations"] + 1))
 # the report of this config's points; experiments sharing a results folder share their chains
 REPORT_DIR = config.get("report") or f"{R}/report"
 # its log and benchmark file: logs/<the report folder below the results>.log (default logs/report.log)
-REPORT_NAME = os.path.relpath(REPORT_DIR, R) if not os.path.relpath(REPORT_DIR, R).startswith("..") else "report"
+REPORT_NAME = os.path.relpath(REPORT_DIR, R)
+REPORT_NAME = "report" if REPORT_NAME.startswith("..") else REPORT_NAME
 POINTS = [point_path(p) for p in expand_grid(workflow_grid(config))]
 EMBEDDED = config["reference"] == "sft"
 # pi_ref: the sft rule's output, or a model by hub name / folder (not a file this workflow makes)
